@@ -13,6 +13,7 @@ pub mod mail;
 pub mod oauth;
 pub mod profile;
 pub mod provider;
+pub mod session;
 pub mod store;
 pub mod trust;
 pub mod verify;

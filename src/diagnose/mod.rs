@@ -71,4 +71,38 @@ impl Diagnosis {
         text
     }
 }
+pub mod config;
+pub mod mail;
+pub mod oauth;
 pub mod scopes;
+
+/// The extra CA file or the system store could not be used.
+pub fn trust(error: &crate::trust::TrustError) -> Diagnosis {
+    use crate::trust::TrustError;
+    match error {
+        TrustError::ReadCaFile { path, source } => Diagnosis::new(
+            "ca-file-unreadable",
+            format!("The extra CA certificate file {} cannot be read", path.display()),
+            format!("The file is missing or not readable ({})", source.kind()),
+            "Choose the PEM file your IT department gave you for the TLS-inspecting proxy, or \
+             clear the Extra CA certificate file field",
+            Retry::Permanent,
+        ),
+        TrustError::NoCertificateInCaFile { path }
+        | TrustError::BadCertificateInCaFile { path, .. } => Diagnosis::new(
+            "ca-file-invalid",
+            format!("{} holds no usable certificate", path.display()),
+            "The file is not a PEM certificate (it should start with -----BEGIN CERTIFICATE-----)",
+            "Export the proxy's root CA as Base-64 encoded X.509 (.pem or .cer) and choose that file",
+            Retry::Permanent,
+        ),
+        TrustError::NoRoots => Diagnosis::new(
+            "no-trusted-roots",
+            "This computer has no trusted root certificates",
+            "The system certificate store is empty or could not be read",
+            "Install the operating system's CA certificates (Debian: apt-get install \
+             ca-certificates), or name a CA file in Extra CA certificate file",
+            Retry::Permanent,
+        ),
+    }
+}

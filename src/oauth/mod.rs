@@ -6,6 +6,19 @@
 //! trusted; a code is redeemed at most once; no token, code or secret is ever logged or put in
 //! an error's text.
 
+pub mod authorize;
+pub mod claims;
+pub mod error;
+pub mod http;
+pub mod loopback;
+pub mod token;
+
+pub use error::{
+    CallbackError, CertificateProblem, ProviderError, SignInError, TokenError, TransportKind,
+};
+pub use loopback::{PendingSignIn, SignInCanceller, open_browser};
+pub use token::TokenClient;
+
 use oauth2::{AccessToken, RefreshToken};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every check and test mailgrant has, installing what the tests need when it is missing.
+#
+# The end-to-end tests start real Dovecot, Postfix and a local identity provider on free
+# loopback ports and drive headless Chromium; they need root (Postfix) and the Debian packages
+# that .ci/install-deps.sh installs. Nothing here contacts any host but 127.0.0.1 / ::1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for tool in dovecot postfix chromium openssl python3 Xvfb; do
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing: ${missing[*]}; run as root, or: sudo bash .ci/install-deps.sh" >&2
+    exit 1
+  fi
+  echo "installing test dependencies (missing: ${missing[*]})"
+  bash .ci/install-deps.sh
+fi
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test (unit, GUI and end-to-end on real servers)"
+cargo test --all-targets --locked -- --test-threads 2

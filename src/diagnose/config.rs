@@ -1,0 +1,309 @@
+//! Operator text for service config problems ([`StoreError`]): what happened, the likely
+//! cause, and the fix, naming the file, line, column and key. Ids are stable and documented in
+//! `docs/config.md`. No secret value reaches a diagnosis: secrets-file parse problems carry
+//! only their position and key.
+
+use std::io;
+
+use super::{Diagnosis, Retry};
+use crate::store::{FileRole, ParseProblem, ParseProblemKind, StoreError};
+
+/// The diagnosis for a store error.
+pub fn store(error: &StoreError) -> Diagnosis {
+    match error {
+        StoreError::Missing { role: FileRole::Config, path } => Diagnosis::new(
+            "config-missing",
+            format!("No service config at {}", path.display()),
+            "The setup has not been saved yet, or the path given with --config is wrong",
+            "Run the mailgrant setup wizard and save, or pass the right file with --config",
+            Retry::Permanent,
+        ),
+        StoreError::Missing { role: FileRole::Secrets, path } => Diagnosis::new(
+            "secrets-missing",
+            format!("No secrets file at {}", path.display()),
+            "The secrets file was deleted or moved, or `[secrets] path` in the config points \
+             elsewhere",
+            "Sign in again with mailgrant (\"Sign in again…\" or `mailgrant login`), which \
+             writes a new secrets file",
+            Retry::Permanent,
+        ),
+        StoreError::Unreadable { role, path, source } => unreadable(*role, path, source),
+        StoreError::Parse(problem) => parse(problem),
+        StoreError::NewerSchema { role, path, found, supported } => Diagnosis::new(
+            match role {
+                FileRole::Config => "config-newer-schema",
+                FileRole::Secrets => "secrets-newer-schema",
+            },
+            format!("The {role} {} is from a newer mailgrant", path.display()),
+            format!("It has schema_version = {found}; this mailgrant reads only up to {supported}"),
+            "Update mailgrant (and the service) to the version that wrote the file, or restore \
+             an older backup from the backups folder",
+            Retry::Permanent,
+        ),
+        StoreError::SecretsPermissionsTooOpen { path, mode } => Diagnosis::new(
+            "secrets-permissions-too-open",
+            format!("Refused to use {}: other users can read it", path.display()),
+            format!(
+                "The secrets file has mode {mode:04o}; it holds the refresh token, so only its \
+                 owner may read it"
+            ),
+            format!(
+                "Run `chmod 600 {}`. If others could read it, also sign in again so the old \
+                 refresh token is replaced",
+                path.display()
+            ),
+            Retry::Permanent,
+        ),
+        StoreError::SecretsFolderWorldWritable { path, mode } => Diagnosis::new(
+            "secrets-folder-world-writable",
+            format!("Refused to use the secrets in {}: any user can write there", path.display()),
+            format!("The folder has mode {mode:04o}; another user could swap the secrets file"),
+            format!("Run `chmod o-w {}`, or keep the config in a private folder", path.display()),
+            Retry::Permanent,
+        ),
+        StoreError::ExistingUnparsable(inner) => {
+            let inner_text = store(inner);
+            Diagnosis::new(
+                "save-refused-unparsable",
+                "Not saved: the existing file does not parse and was left as it is",
+                format!("{} ({})", inner_text.summary, inner_text.cause),
+                "Fix the file by hand, or choose to replace it; the old file is then kept in \
+                 the backups folder",
+                Retry::Permanent,
+            )
+            .with_detail(format!("{}: {}", inner_text.id, inner_text.fix))
+        }
+        StoreError::Write { path, source } => save_failed(path, source),
+        StoreError::Lock { path, source } => Diagnosis::new(
+            "config-lock-failed",
+            format!("Could not lock {}", path.display()),
+            format!("The lock file next to the config cannot be created or locked ({source})"),
+            "Check that this user may write to the config's folder, then try again",
+            Retry::Transient,
+        ),
+        StoreError::InvalidSettings { problems } => {
+            let mut diagnosis = Diagnosis::new(
+                "config-invalid-settings",
+                "The service config has settings mailgrant would not accept",
+                problems
+                    .iter()
+                    .map(|(key, p)| format!("{key}: {}", p.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                "Open the config in the mailgrant wizard and correct the marked fields, or edit \
+                 the named keys in the file",
+                Retry::Permanent,
+            );
+            for (key, problem) in problems {
+                diagnosis = diagnosis.with_detail(format!("{key}: {}", problem.message));
+            }
+            diagnosis
+        }
+        StoreError::NotSignedIn { path } => Diagnosis::new(
+            "not-signed-in",
+            "No refresh token is stored",
+            format!("{} holds no refresh token: never signed in, or signed out", path.display()),
+            "Sign in with mailgrant (\"Sign in with the browser…\" or `mailgrant login`)",
+            Retry::Permanent,
+        ),
+    }
+}
+
+fn unreadable(role: FileRole, path: &std::path::Path, source: &io::Error) -> Diagnosis {
+    let id = match role {
+        FileRole::Config => "config-unreadable",
+        FileRole::Secrets => "secrets-unreadable",
+    };
+    let (cause, fix) = match source.kind() {
+        io::ErrorKind::PermissionDenied => (
+            "This user is not allowed to read it".to_owned(),
+            "Run mailgrant as the user that owns the file (the service account), or fix the \
+             file's owner"
+                .to_owned(),
+        ),
+        io::ErrorKind::InvalidData => (
+            "It is not UTF-8 text (it may have been saved by an editor in another encoding)"
+                .to_owned(),
+            "Save it as UTF-8, or restore a backup from the backups folder".to_owned(),
+        ),
+        io::ErrorKind::IsADirectory => (
+            "The path is a folder, not a file".to_owned(),
+            "Point --config at the .toml file itself".to_owned(),
+        ),
+        _ => (
+            format!("The system reported: {source}"),
+            "Check the file and its folder, then try again".to_owned(),
+        ),
+    };
+    Diagnosis::new(
+        id,
+        format!("Cannot read the {role} {}", path.display()),
+        cause,
+        fix,
+        Retry::Permanent,
+    )
+}
+
+fn parse(problem: &ParseProblem) -> Diagnosis {
+    let secrets = problem.role == FileRole::Secrets;
+    let id = match (problem.role, problem.kind) {
+        (FileRole::Config, ParseProblemKind::Syntax) => "config-invalid-toml",
+        (FileRole::Config, ParseProblemKind::MissingKey) => "config-missing-key",
+        (FileRole::Config, ParseProblemKind::UnknownKey) => "config-unknown-key",
+        (FileRole::Config, ParseProblemKind::InvalidValue) => "config-invalid-value",
+        (FileRole::Secrets, _) => "secrets-invalid",
+    };
+    let key = problem.key.as_deref().map(|k| format!("`{k}`"));
+    let at_key = key.as_deref().map(|k| format!(" at {k}")).unwrap_or_default();
+    let summary = match problem.kind {
+        ParseProblemKind::Syntax => format!("{} is not valid TOML{at_key}", problem.location()),
+        ParseProblemKind::MissingKey => format!(
+            "{} lacks the required key {}",
+            problem.location(),
+            key.as_deref().unwrap_or("(unnamed)")
+        ),
+        ParseProblemKind::UnknownKey => format!(
+            "{} has a key this mailgrant does not know: {}",
+            problem.location(),
+            key.as_deref().unwrap_or("(unnamed)")
+        ),
+        ParseProblemKind::InvalidValue => {
+            format!("{} has an invalid value{at_key}", problem.location())
+        }
+    };
+    let cause = match (&problem.message, problem.kind) {
+        (Some(message), _) => message.clone(),
+        (None, ParseProblemKind::Syntax) => "The file was edited by hand or cut short".to_owned(),
+        (None, _) => "The file was edited by hand or written by another program".to_owned(),
+    };
+    let fix = if secrets {
+        "Do not edit the secrets file by hand. Restore it from the backups folder, or sign in \
+         again to write a new one"
+            .to_owned()
+    } else {
+        let what = match problem.kind {
+            ParseProblemKind::Syntax => "Correct the TOML syntax",
+            ParseProblemKind::MissingKey => "Add the key",
+            ParseProblemKind::UnknownKey => "Correct the key's spelling or remove it",
+            ParseProblemKind::InvalidValue => "Correct the value",
+        };
+        format!(
+            "{what} at {} (see docs/config.md), restore a backup from the backups folder, or \
+             open the setup wizard and save again",
+            problem.location()
+        )
+    };
+    Diagnosis::new(id, summary, cause, fix, Retry::Permanent)
+}
+
+fn save_failed(path: &std::path::Path, source: &io::Error) -> Diagnosis {
+    let (cause, fix) = match source.kind() {
+        io::ErrorKind::StorageFull => (
+            "The disk is full".to_owned(),
+            "Free some space on that disk, then save again. The previous config is unchanged"
+                .to_owned(),
+        ),
+        io::ErrorKind::ReadOnlyFilesystem => (
+            "The file system is mounted read-only".to_owned(),
+            "Save to a writable location with --config, or ask the administrator to make it \
+             writable"
+                .to_owned(),
+        ),
+        io::ErrorKind::PermissionDenied => (
+            "This user may not write in that folder".to_owned(),
+            "Run mailgrant as the user that owns the config (the service account), or choose \
+             another location"
+                .to_owned(),
+        ),
+        io::ErrorKind::NotFound => (
+            "The folder does not exist".to_owned(),
+            "Create the folder or choose another location with --config".to_owned(),
+        ),
+        _ => (
+            format!("The system reported: {source}"),
+            "Check the disk and the folder's permissions, then save again".to_owned(),
+        ),
+    };
+    Diagnosis::new(
+        "save-failed",
+        format!("Could not write {}", path.display()),
+        cause,
+        fix,
+        Retry::Permanent,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn problem(role: FileRole, kind: ParseProblemKind) -> StoreError {
+        StoreError::Parse(Box::new(ParseProblem {
+            file: PathBuf::from("/etc/mailgrant/mailgrant.toml"),
+            role,
+            line: Some(7),
+            column: Some(8),
+            key: Some("smtp.port".into()),
+            kind,
+            message: None,
+        }))
+    }
+
+    #[test]
+    fn invalid_toml_names_file_line_column_key_and_fix() {
+        let d = store(&problem(FileRole::Config, ParseProblemKind::Syntax));
+        assert_eq!(d.id, "config-invalid-toml");
+        assert!(d.summary.contains("/etc/mailgrant/mailgrant.toml:7:8"), "{}", d.summary);
+        assert!(d.summary.contains("`smtp.port`"), "{}", d.summary);
+        assert!(d.fix.contains("Correct the TOML syntax at /etc/mailgrant/mailgrant.toml:7:8"));
+    }
+
+    #[test]
+    fn too_open_secrets_tell_the_chmod() {
+        let error = StoreError::SecretsPermissionsTooOpen {
+            path: PathBuf::from("/etc/mailgrant/mailgrant.secrets.toml"),
+            mode: 0o644,
+        };
+        let d = store(&error);
+        assert_eq!(d.id, "secrets-permissions-too-open");
+        assert!(d.cause.contains("0644"), "{}", d.cause);
+        assert!(d.fix.contains("chmod 600 /etc/mailgrant/mailgrant.secrets.toml"), "{}", d.fix);
+    }
+
+    #[test]
+    fn disk_full_and_read_only_are_told_apart() {
+        let full = StoreError::Write {
+            path: PathBuf::from("/x/m.toml"),
+            source: io::Error::from(io::ErrorKind::StorageFull),
+        };
+        let read_only = StoreError::Write {
+            path: PathBuf::from("/x/m.toml"),
+            source: io::Error::from(io::ErrorKind::ReadOnlyFilesystem),
+        };
+        let (full, read_only) = (store(&full), store(&read_only));
+        assert_eq!((full.id, read_only.id), ("save-failed", "save-failed"));
+        assert_eq!(full.cause, "The disk is full");
+        assert_eq!(read_only.cause, "The file system is mounted read-only");
+    }
+
+    #[test]
+    fn a_refused_save_carries_the_inner_problem() {
+        let error = StoreError::ExistingUnparsable(Box::new(problem(
+            FileRole::Config,
+            ParseProblemKind::Syntax,
+        )));
+        let d = store(&error);
+        assert_eq!(d.id, "save-refused-unparsable");
+        assert!(d.cause.contains(":7:8"), "{}", d.cause);
+        assert!(d.details[0].starts_with("config-invalid-toml"), "{:?}", d.details);
+    }
+
+    #[test]
+    fn secrets_problems_say_not_to_edit_by_hand() {
+        let d = store(&problem(FileRole::Secrets, ParseProblemKind::InvalidValue));
+        assert_eq!(d.id, "secrets-invalid");
+        assert!(d.fix.starts_with("Do not edit the secrets file by hand"), "{}", d.fix);
+    }
+}

@@ -1,0 +1,612 @@
+//! The window: step list on the left, the current step or view in the middle, Back/Next below.
+//!
+//! Each frame, [`eframe::App::logic`] applies what the workers reported; [`eframe::App::ui`]
+//! draws and collects the operator's [`Action`]s, which are applied after drawing.
+
+use std::collections::HashSet;
+
+use crate::gui::form::{self, FormFeedback};
+use crate::gui::jobs::Startup;
+use crate::gui::log_pane::LogPane;
+use crate::gui::nav::{self, Progress, Step, View};
+use crate::gui::status::StatusData;
+use crate::gui::status::{StatusAction, StatusPanel};
+use crate::gui::tasks::{Attempt, Reporter, SignInOutcome, TaskEvent, TaskRunner};
+use crate::gui::wizard::mailbox::{self, MailboxStep};
+use crate::gui::wizard::registration::{self, RegistrationStep};
+use crate::gui::wizard::save::{ExistingConfig, SaveAction, SaveContext, SaveStep};
+use crate::gui::wizard::sign_in::{SignInAction, SignInState, SignInStep, SignedIn};
+use crate::gui::wizard::verify::{VerifyAction, VerifyStep};
+use crate::gui::{GuiOptions, jobs, theme};
+use crate::profile::{Field, ProfileForm};
+use crate::store::{ConfigPaths, StoredSetup};
+
+/// Something the operator asked for while the frame was drawn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Action {
+    Show(View),
+    Next,
+    Back,
+    /// These fields were edited.
+    Edited(Vec<Field>),
+    ProviderChanged,
+    SignIn(SignInAction),
+    Verify(VerifyAction),
+    Save(SaveAction),
+    Status(StatusAction),
+}
+
+/// The mailgrant window's state.
+pub struct MailgrantApp {
+    /// Where the config is read and written; `None` when no location could be found.
+    paths: Option<ConfigPaths>,
+    form: ProfileForm,
+    touched: HashSet<Field>,
+    view: View,
+    progress: Progress,
+    /// Why the last Next was refused.
+    blocked: Option<String>,
+    registration: RegistrationStep,
+    mailbox: MailboxStep,
+    sign_in: SignInStep,
+    verify: VerifyStep,
+    save: SaveStep,
+    existing: ExistingConfig,
+    save_attempt: Attempt,
+    status: StatusPanel,
+    log: LogPane,
+    tasks: TaskRunner,
+}
+
+impl MailgrantApp {
+    /// The app as eframe creates it: theme applied, saved setup (if any) loaded.
+    pub fn new(cc: &eframe::CreationContext<'_>, options: GuiOptions) -> MailgrantApp {
+        theme::apply(&cc.egui_ctx);
+        MailgrantApp::with_context(cc.egui_ctx.clone(), options)
+    }
+
+    /// The app on a given context (tests build it this way too).
+    pub fn with_context(ctx: egui::Context, options: GuiOptions) -> MailgrantApp {
+        let paths = jobs::config_paths(options.config_path.as_deref());
+        let mut app = MailgrantApp {
+            paths: paths.clone(),
+            form: ProfileForm::default(),
+            touched: HashSet::new(),
+            view: View::Wizard(Step::Registration),
+            progress: Progress::default(),
+            blocked: None,
+            registration: RegistrationStep::default(),
+            mailbox: MailboxStep,
+            sign_in: SignInStep::default(),
+            verify: VerifyStep::default(),
+            save: SaveStep::default(),
+            existing: ExistingConfig::None,
+            save_attempt: 0,
+            status: StatusPanel::default(),
+            log: LogPane,
+            tasks: TaskRunner::new(ctx),
+        };
+        if let Some(paths) = &paths {
+            app.open_existing(jobs::load_existing(paths), &paths.config);
+        }
+        app
+    }
+
+    /// Shows what was found at the config path: a returning operator lands on the status view.
+    fn open_existing(&mut self, found: Startup, path: &std::path::Path) {
+        let source = path.display().to_string();
+        match found {
+            Startup::Nothing => return,
+            Startup::Loaded(setup) => {
+                tracing::info!(config = %source, "opened saved setup");
+                self.form = setup.config.to_form_with_secret(&setup.secrets);
+                self.existing = ExistingConfig::Valid;
+                if let Some(tokens) = setup.secrets.token_set() {
+                    let identities = setup.config.identities();
+                    self.sign_in.state = SignInState::SignedIn(SignedIn {
+                        account: tokens
+                            .identity
+                            .as_ref()
+                            .and_then(|i| i.account())
+                            .map(str::to_owned),
+                        tokens,
+                        // The saved identities were decided when this setup was made.
+                        shared_mailbox_confirmed: identities.smtp_user != identities.imap_user,
+                    });
+                }
+                self.status.data = Some(status_data(&setup));
+            }
+            Startup::SecretsUnusable { config, problem } => {
+                self.form = config.to_form();
+                self.existing = ExistingConfig::Valid;
+                self.status.load_problem = Some(problem);
+            }
+            Startup::Broken(problem) => {
+                self.existing = ExistingConfig::Broken(problem.clone());
+                self.status.load_problem = Some(problem);
+            }
+        }
+        self.status.source = Some(source);
+        let form_ok = self.form.validate().is_ok();
+        self.progress.set_done(Step::Registration, form_ok);
+        self.progress.set_done(Step::Mailbox, form_ok);
+        let signed_in = self.sign_in.is_complete(self.form.mailbox.trim());
+        self.progress.set_done(Step::SignIn, form_ok && signed_in);
+        self.view = View::Status;
+    }
+
+    /// What the main area shows.
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    /// The form as typed so far.
+    pub fn form(&self) -> &ProfileForm {
+        &self.form
+    }
+
+    /// True when the step is marked done in the step list.
+    pub fn is_done(&self, step: Step) -> bool {
+        self.progress.is_done(step)
+    }
+
+    /// Where the sign-in stands.
+    pub fn sign_in_state(&self) -> &SignInState {
+        &self.sign_in.state
+    }
+
+    /// Reports to this window exactly as a worker thread does.
+    pub fn reporter(&self) -> Reporter {
+        self.tasks.reporter()
+    }
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::Show(view) => {
+                self.blocked = None;
+                self.view = view;
+            }
+            Action::Next => self.next(),
+            Action::Back => {
+                if let View::Wizard(step) = self.view
+                    && let Some(previous) = step.previous()
+                {
+                    self.blocked = None;
+                    self.view = View::Wizard(previous);
+                }
+            }
+            Action::Edited(fields) => self.edited(&fields),
+            Action::ProviderChanged => self.edited(&[Field::AuthorizeUrl]),
+            Action::SignIn(action) => self.sign_in_action(action),
+            Action::Verify(VerifyAction::Run) => self.start_verify(),
+            Action::Save(SaveAction::Save) => self.start_save(),
+            Action::Status(action) => self.status_action(action),
+        }
+    }
+
+    /// Next: the step's fields must have no error (warnings do not block).
+    fn next(&mut self) {
+        let View::Wizard(step) = self.view else { return };
+        let fields: &[Field] = match step {
+            Step::Registration => registration::fields(self.form.provider),
+            Step::Mailbox => mailbox::FIELDS,
+            Step::SignIn | Step::Verify | Step::Save => &[],
+        };
+        form::touch_all(&mut self.touched, fields);
+        let errors = form::errors_in(&self.form, fields);
+        if !errors.is_empty() {
+            self.blocked = Some(format!(
+                "Fix the {} marked in red to go on",
+                if errors.len() == 1 { "field" } else { "fields" }
+            ));
+            return;
+        }
+        if step == Step::Mailbox
+            && let Err(problems) = self.form.validate()
+        {
+            // A problem in a field of an earlier step (for example after switching provider).
+            let first = problems.first().map(ToString::to_string).unwrap_or_default();
+            self.blocked = Some(format!("Go back and fix: {first}"));
+            return;
+        }
+        if step == Step::SignIn && !self.sign_in.is_complete(&self.form.mailbox) {
+            self.blocked = Some("Sign in first".to_owned());
+            return;
+        }
+
+        self.blocked = None;
+        self.progress.set_done(step, true);
+        tracing::info!(step = step.title(), "wizard step completed");
+        if let Some(next) = step.next() {
+            self.view = View::Wizard(next);
+        }
+    }
+
+    /// Edits after sign-in: fields that change what the token is for void the sign-in; any
+    /// edit voids the checks.
+    fn edited(&mut self, fields: &[Field]) {
+        let affects_sign_in = fields.iter().any(|f| {
+            matches!(
+                f,
+                Field::Tenant
+                    | Field::ClientId
+                    | Field::ClientSecret
+                    | Field::AuthorizeUrl
+                    | Field::TokenUrl
+                    | Field::Scopes
+                    | Field::Mailbox
+            )
+        });
+        if affects_sign_in && matches!(self.sign_in.state, SignInState::SignedIn(_)) {
+            tracing::info!("settings changed after sign-in; sign in again");
+            self.sign_in.state = SignInState::Idle;
+        }
+        if let View::Wizard(step) = self.view {
+            // An edited step is done again once Next accepts it.
+            self.progress.set_done(step, false);
+        }
+        if self.verify.running.is_none() {
+            self.verify.reset();
+        }
+    }
+
+    fn sign_in_action(&mut self, action: SignInAction) {
+        match action {
+            SignInAction::Start => self.start_sign_in(),
+            SignInAction::Cancel => {
+                if let SignInState::Waiting { attempt, cancel, .. } = &self.sign_in.state {
+                    tracing::info!("sign-in cancelled by the operator");
+                    cancel.cancel();
+                    self.sign_in.state = SignInState::Cancelling { attempt: *attempt };
+                }
+            }
+            SignInAction::SetSharedMailbox(confirmed) => {
+                if let SignInState::SignedIn(signed_in) = &mut self.sign_in.state {
+                    signed_in.shared_mailbox_confirmed = confirmed;
+                    tracing::info!(confirmed, "shared mailbox choice");
+                }
+            }
+        }
+    }
+
+    fn start_sign_in(&mut self) {
+        let profile = match self.form.validate() {
+            Ok((profile, _warnings)) => profile,
+            Err(_) => {
+                self.view = View::Wizard(Step::Registration);
+                self.blocked = Some("Fix the settings before signing in".to_owned());
+                return;
+            }
+        };
+        self.view = View::Wizard(Step::SignIn);
+        self.progress.set_done(Step::SignIn, false);
+        let attempt = self.tasks.next_attempt();
+        self.sign_in.state = SignInState::Starting { attempt };
+        if let Err(error) = jobs::sign_in(&self.tasks, attempt, profile) {
+            tracing::error!(%error, "could not start the sign-in thread");
+            self.sign_in.state = SignInState::Idle;
+        }
+    }
+
+    fn start_verify(&mut self) {
+        // Wired in once `verify::run` exists (see jobs.rs).
+    }
+
+    fn start_save(&mut self) {
+        let (Some(paths), Ok((profile, _))) = (self.paths.clone(), self.form.validate()) else {
+            return;
+        };
+        let SignInState::SignedIn(signed_in) = &self.sign_in.state else { return };
+        let Some(identities) = signed_in.identities(&profile.mailbox) else { return };
+        let overwrite_unparsable =
+            matches!(self.existing, ExistingConfig::Broken(_)) && self.save.confirm_replace_broken;
+        let request = jobs::SaveRequest {
+            paths,
+            profile,
+            identities,
+            tokens: signed_in.tokens.clone(),
+            overwrite_unparsable,
+        };
+        let attempt = self.tasks.next_attempt();
+        self.save.saving = true;
+        self.save.result = None;
+        self.save_attempt = attempt;
+        if let Err(error) = jobs::save(&self.tasks, attempt, request) {
+            tracing::error!(%error, "could not start the save thread");
+            self.save.saving = false;
+        }
+    }
+
+    fn status_action(&mut self, action: StatusAction) {
+        if action == StatusAction::SignInAgain {
+            self.sign_in_action(SignInAction::Start);
+        }
+    }
+
+    /// Applies one worker report; reports from abandoned attempts are dropped.
+    pub fn handle_event(&mut self, event: TaskEvent) {
+        match event {
+            TaskEvent::SignInWaiting {
+                attempt,
+                authorize_url,
+                redirect_uri,
+                cancel,
+                browser_problem,
+            } => {
+                if let SignInState::Starting { attempt: a } = self.sign_in.state
+                    && a == attempt
+                {
+                    self.sign_in.state = SignInState::Waiting {
+                        attempt,
+                        authorize_url,
+                        redirect_uri,
+                        started: std::time::Instant::now(),
+                        cancel,
+                        browser_problem,
+                    };
+                } else {
+                    // Not ours any more: let the worker go.
+                    cancel.cancel();
+                }
+            }
+            TaskEvent::SaveFinished { attempt, result } => {
+                if attempt != self.save_attempt {
+                    return;
+                }
+                self.save.saving = false;
+                self.save.result = Some(match result {
+                    Ok((path, setup)) => {
+                        self.existing = ExistingConfig::Valid;
+                        self.save.confirm_replace_broken = false;
+                        self.progress.set_done(Step::Save, true);
+                        let mut data = status_data(&setup);
+                        data.last_checks = self.verify.rows.clone();
+                        data.last_checked_at = self.verify.finished_at;
+                        self.status.data = Some(data);
+                        self.status.load_problem = None;
+                        self.status.source = Some(path.display().to_string());
+                        Ok(path)
+                    }
+                    Err(diagnosis) => Err(diagnosis),
+                });
+            }
+            TaskEvent::SignInFinished { attempt, outcome } => {
+                let current = match &self.sign_in.state {
+                    SignInState::Starting { attempt: a }
+                    | SignInState::Waiting { attempt: a, .. }
+                    | SignInState::Cancelling { attempt: a } => *a == attempt,
+                    _ => false,
+                };
+                if !current {
+                    return;
+                }
+                self.sign_in.state = match outcome {
+                    SignInOutcome::SignedIn(tokens) => {
+                        let account =
+                            tokens.identity.as_ref().and_then(|i| i.account()).map(str::to_owned);
+                        tracing::info!(account = account.as_deref(), "signed in");
+                        SignInState::SignedIn(SignedIn {
+                            tokens: *tokens,
+                            account,
+                            shared_mailbox_confirmed: false,
+                        })
+                    }
+                    SignInOutcome::Cancelled => SignInState::CancelledByOperator,
+                    SignInOutcome::Failed(diagnosis) => {
+                        tracing::info!(diagnosis = diagnosis.id, "sign-in failed");
+                        SignInState::Failed(diagnosis)
+                    }
+                };
+            }
+        }
+    }
+
+    fn wizard_ui(&mut self, ui: &mut egui::Ui, step: Step, actions: &mut Vec<Action>) {
+        match step {
+            Step::Registration | Step::Mailbox => {
+                let mut feedback = FormFeedback::new(&self.form, &mut self.touched);
+                let provider_changed = if step == Step::Registration {
+                    self.registration.ui(ui, &mut self.form, &mut feedback)
+                } else {
+                    self.mailbox.ui(ui, &mut self.form, &mut feedback);
+                    false
+                };
+                let edited = feedback.changed_fields().to_vec();
+                if !edited.is_empty() {
+                    actions.push(Action::Edited(edited));
+                }
+                if provider_changed {
+                    actions.push(Action::ProviderChanged);
+                }
+            }
+            Step::SignIn => {
+                let available = jobs::SIGN_IN_AVAILABLE;
+                if let Some(action) = self.sign_in.ui(ui, self.form.mailbox.trim(), available) {
+                    actions.push(Action::SignIn(action));
+                }
+            }
+            Step::Verify => {
+                if let Some(action) = self.verify.ui(ui, jobs::VERIFY_AVAILABLE) {
+                    actions.push(Action::Verify(action));
+                }
+            }
+            Step::Save => {
+                let target = self.paths.as_ref().map(|p| p.config.as_path());
+                let context = SaveContext {
+                    target,
+                    existing: &self.existing,
+                    all_passed: self.verify.all_passed,
+                    available: jobs::SAVE_AVAILABLE,
+                };
+                if let Some(action) = self.save.ui(ui, &context) {
+                    actions.push(Action::Save(action));
+                }
+            }
+        }
+    }
+
+    fn buttons_ui(&self, ui: &mut egui::Ui, step: Step, actions: &mut Vec<Action>) {
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            if let Some(note) = &self.blocked {
+                ui.colored_label(theme::error_color(ui), note);
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if step.next().is_some() {
+                    let next_ok = match step {
+                        Step::SignIn => self.sign_in.is_complete(self.form.mailbox.trim()),
+                        _ => true,
+                    };
+                    let next = ui.add_enabled(next_ok, egui::Button::new("Next"));
+                    if next.clicked() {
+                        actions.push(Action::Next);
+                    }
+                }
+                if step.previous().is_some() && ui.button("Back").clicked() {
+                    actions.push(Action::Back);
+                }
+            });
+        });
+        ui.add_space(4.0);
+    }
+}
+
+impl eframe::App for MailgrantApp {
+    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        for event in self.tasks.drain() {
+            self.handle_event(event);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let mut actions = Vec::new();
+
+        egui::Panel::left("steps").resizable(false).exact_size(190.0).show(ui, |ui| {
+            if let Some(view) = nav::ui(ui, self.view, &self.progress) {
+                actions.push(Action::Show(view));
+            }
+        });
+
+        if let View::Wizard(step) = self.view {
+            egui::Panel::bottom("wizard_buttons").show(ui, |ui| {
+                self.buttons_ui(ui, step, &mut actions);
+            });
+        }
+
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| match self.view {
+                View::Wizard(step) => self.wizard_ui(ui, step, &mut actions),
+                View::Status => {
+                    if let Some(action) = self.status.ui(ui, jobs::STATUS_ACTIONS_AVAILABLE) {
+                        actions.push(Action::Status(action));
+                    }
+                }
+                View::Log => self.log.ui(ui),
+            });
+        });
+
+        for action in actions {
+            self.apply(action);
+        }
+    }
+}
+
+/// What the status view shows for a stored setup.
+fn status_data(setup: &StoredSetup) -> StatusData {
+    let (config, secrets) = (&setup.config, &setup.secrets);
+    StatusData {
+        account: secrets.signed_in_account.clone(),
+        mailbox: config.mailbox.clone(),
+        test_recipient: config.test_recipient.clone(),
+        granted_scopes: secrets.granted_scopes.clone(),
+        access_expires_at: secrets.access_expires_at,
+        has_refresh_token: secrets.has_refresh_token(),
+        refresh_obtained_at: secrets.refresh_token_issued_at,
+        refresh_last_used_at: secrets.refresh_token_last_used_at,
+        last_checks: Vec::new(),
+        last_checked_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::gui::tasks::CancelHandle;
+
+    fn app() -> (MailgrantApp, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = GuiOptions { config_path: Some(dir.path().join("mailgrant.toml")) };
+        (MailgrantApp::with_context(egui::Context::default(), options), dir)
+    }
+
+    fn waiting(attempt: Attempt, flag: &Arc<AtomicBool>) -> SignInState {
+        let flag = Arc::clone(flag);
+        SignInState::Waiting {
+            attempt,
+            authorize_url: "http://127.0.0.1:9/authorize".to_owned(),
+            redirect_uri: "http://localhost:9/".to_owned(),
+            started: std::time::Instant::now(),
+            cancel: CancelHandle::new(move || flag.store(true, Ordering::SeqCst)),
+            browser_problem: None,
+        }
+    }
+
+    #[test]
+    fn cancel_calls_the_workers_canceller_and_its_answer_ends_the_attempt() {
+        let (mut app, _dir) = app();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        app.sign_in.state = waiting(7, &cancelled);
+
+        app.apply(Action::SignIn(SignInAction::Cancel));
+        assert!(cancelled.load(Ordering::SeqCst));
+        assert!(matches!(app.sign_in.state, SignInState::Cancelling { attempt: 7 }));
+
+        app.handle_event(TaskEvent::SignInFinished {
+            attempt: 7,
+            outcome: SignInOutcome::Cancelled,
+        });
+        assert!(matches!(app.sign_in.state, SignInState::CancelledByOperator));
+    }
+
+    #[test]
+    fn a_late_answer_from_an_abandoned_attempt_is_ignored() {
+        let (mut app, _dir) = app();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        app.sign_in.state = waiting(8, &cancelled);
+
+        app.handle_event(TaskEvent::SignInFinished {
+            attempt: 3,
+            outcome: SignInOutcome::Cancelled,
+        });
+        assert!(matches!(app.sign_in.state, SignInState::Waiting { attempt: 8, .. }));
+    }
+
+    fn signed_in() -> SignInState {
+        SignInState::SignedIn(SignedIn {
+            tokens: crate::oauth::TokenSet {
+                access_token: oauth2::AccessToken::new("a".to_owned()),
+                access_expires_at: None,
+                refresh_token: None,
+                granted_scopes: None,
+                identity: None,
+                obtained_at: time::OffsetDateTime::now_utc(),
+            },
+            account: None,
+            shared_mailbox_confirmed: false,
+        })
+    }
+
+    #[test]
+    fn editing_the_client_id_after_sign_in_voids_the_sign_in_but_the_recipient_does_not() {
+        let (mut app, _dir) = app();
+        app.sign_in.state = signed_in();
+        app.apply(Action::Edited(vec![Field::TestRecipient]));
+        assert!(matches!(app.sign_in.state, SignInState::SignedIn(_)));
+
+        app.apply(Action::Edited(vec![Field::ClientId]));
+        assert!(matches!(app.sign_in.state, SignInState::Idle));
+    }
+}

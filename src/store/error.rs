@@ -1,0 +1,179 @@
+//! What can go wrong reading or writing the service config and its secrets.
+//!
+//! Every variant names the file it is about. Parse problems carry line, column and the dotted
+//! key when it can be told. No variant ever carries a secret value: problems in the secrets
+//! file keep the position and key but drop the parser's message, which may quote the value.
+//! Operator text for these errors is made in `diagnose::config`.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::profile::FieldProblem;
+
+/// Which of the two files a problem is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileRole {
+    /// The plain service config (`mailgrant.toml`).
+    Config,
+    /// The secrets file next to it (`mailgrant.secrets.toml`).
+    Secrets,
+}
+
+impl fmt::Display for FileRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileRole::Config => f.write_str("config"),
+            FileRole::Secrets => f.write_str("secrets file"),
+        }
+    }
+}
+
+/// The kind of parse problem, which decides the fix the operator is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseProblemKind {
+    /// Not valid TOML at all (a missing quote, a stray character).
+    Syntax,
+    /// A required key is absent.
+    MissingKey,
+    /// A key this version does not know (often a typo).
+    UnknownKey,
+    /// A key has a value of the wrong type or outside its range.
+    InvalidValue,
+}
+
+/// Where and what a parse problem is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseProblem {
+    /// The file that did not parse.
+    pub file: PathBuf,
+    /// Which file this is.
+    pub role: FileRole,
+    /// 1-based line, when the parser gave a position.
+    pub line: Option<usize>,
+    /// 1-based column (in characters), when the parser gave a position.
+    pub column: Option<usize>,
+    /// The dotted key concerned (`smtp.port`), when it can be told.
+    pub key: Option<String>,
+    /// What kind of problem it is.
+    pub kind: ParseProblemKind,
+    /// The parser's own words. Always `None` for the secrets file, whose values must not be
+    /// quoted back.
+    pub message: Option<String>,
+}
+
+impl ParseProblem {
+    /// `path:line:column`, or just the path when no position is known.
+    pub fn location(&self) -> String {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => format!("{}:{line}:{column}", self.file.display()),
+            (Some(line), None) => format!("{}:{line}", self.file.display()),
+            _ => self.file.display().to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ParseProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ParseProblemKind::Syntax => "invalid TOML",
+            ParseProblemKind::MissingKey => "missing key",
+            ParseProblemKind::UnknownKey => "unknown key",
+            ParseProblemKind::InvalidValue => "invalid value",
+        };
+        write!(f, "{}: {what}", self.location())?;
+        if let Some(key) = &self.key {
+            write!(f, " `{key}`")?;
+        }
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors from loading, saving and locking the service config.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The config file does not exist.
+    #[error("{role} {} does not exist", path.display())]
+    Missing { role: FileRole, path: PathBuf },
+
+    /// The file exists but cannot be read (permissions, not a file, not UTF-8).
+    #[error("cannot read {role} {}: {source}", path.display())]
+    Unreadable {
+        role: FileRole,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The file is not valid TOML, or a key is missing, unknown or has a wrong value.
+    #[error("{0}")]
+    Parse(Box<ParseProblem>),
+
+    /// The file was written by a newer mailgrant (`schema_version` above what this one knows).
+    #[error(
+        "{role} {} has schema_version {found}; this mailgrant understands up to {supported}",
+        path.display()
+    )]
+    NewerSchema { role: FileRole, path: PathBuf, found: i64, supported: u32 },
+
+    /// The secrets file can be read by other users (Unix mode looser than 0600).
+    #[error(
+        "secrets file {} has mode {mode:04o}, readable by other users; it must be 0600",
+        path.display()
+    )]
+    SecretsPermissionsTooOpen { path: PathBuf, mode: u32 },
+
+    /// The folder holding the secrets file is writable by every user, who could swap the file.
+    #[error("folder {} holding the secrets file is writable by every user", path.display())]
+    SecretsFolderWorldWritable { path: PathBuf, mode: u32 },
+
+    /// `save` refused to replace an existing file that does not parse; the operator must
+    /// choose to overwrite it (see `SaveOptions::overwrite_unparsable`).
+    #[error("not saved: the existing {0} does not parse and was left untouched")]
+    ExistingUnparsable(Box<StoreError>),
+
+    /// Writing a file failed (disk full, read-only folder, no permission).
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The lock next to the config could not be taken.
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The settings parse but do not validate (for example a port of 0).
+    /// Each problem comes with the config key it belongs to (`smtp.port`).
+    #[error("the config has invalid settings: {}", join_problems(problems))]
+    InvalidSettings { problems: Vec<(String, FieldProblem)> },
+
+    /// There is no refresh token to work with (never signed in, or signed out).
+    #[error("secrets file {} holds no refresh token", path.display())]
+    NotSignedIn { path: PathBuf },
+}
+
+fn join_problems(problems: &[(String, FieldProblem)]) -> String {
+    let parts: Vec<String> =
+        problems.iter().map(|(key, p)| format!("`{key}`: {}", p.message)).collect();
+    parts.join("; ")
+}
+
+impl StoreError {
+    /// The parse problem, if this is one (also when wrapped in a refused save).
+    pub fn parse_problem(&self) -> Option<&ParseProblem> {
+        match self {
+            StoreError::Parse(problem) => Some(problem),
+            StoreError::ExistingUnparsable(inner) => inner.parse_problem(),
+            _ => None,
+        }
+    }
+}
