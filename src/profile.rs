@@ -229,6 +229,17 @@ impl ProfileForm {
                      is a different GUID on the app's Overview page",
                 );
             }
+            if let Some(alias @ ("common" | "organizations")) = tenant.as_deref() {
+                // BR-03: single-tenant registrations refuse the shared endpoints (AADSTS50194).
+                problems.warn(
+                    Field::Tenant,
+                    &format!(
+                        "{alias} works only for a multi-tenant app registration. An app for \
+                         \"Accounts in this organizational directory only\" needs its \
+                         Directory (tenant) ID here (from the app's Overview page)"
+                    ),
+                );
+            }
             tenant
         } else {
             None
@@ -422,7 +433,8 @@ fn check_tenant(text: &str) -> Result<String, String> {
         if first.is_empty() {
             return Err("This URL has no tenant in it. Enter the Directory (tenant) ID".to_owned());
         }
-        text = first.to_owned();
+        // Braces and spaces arrive percent-encoded in a URL ("%7B...%7D").
+        text = percent_decoded(first).trim().to_owned();
     }
     if text.contains('@') {
         return Err("This is an e-mail address. Enter the Directory (tenant) ID, or the part \
@@ -452,6 +464,30 @@ fn check_tenant(text: &str) -> Result<String, String> {
              contoso.onmicrosoft.com, or organizations"
             .to_owned())
     }
+}
+
+/// Decodes `%XX` escapes of a URL path segment (invalid escapes are kept as typed).
+fn percent_decoded(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn check_client_secret(text: &str) -> Result<Option<String>, String> {
@@ -680,6 +716,78 @@ mod tests {
         }
         assert!(check_tenant("").is_err());
         assert!(check_tenant("alarms@example.com").unwrap_err().contains("e-mail"));
+    }
+
+    #[test]
+    fn br03_tenant_field_inputs() {
+        let tenant = |text: &str| ProfileForm { tenant: text.into(), ..ms_form() };
+        let warnings = |form: &ProfileForm| -> Vec<String> {
+            form.problems_for(Field::Tenant)
+                .into_iter()
+                .filter(|p| p.severity == Severity::Warning)
+                .map(|p| p.message)
+                .collect()
+        };
+        // The shared endpoints are accepted, with a warning about single-tenant apps.
+        for alias in ["common", "organizations", " Common "] {
+            let form = tenant(alias);
+            let (profile, _) = form.validate().expect("accepted");
+            assert_eq!(profile.tenant.as_deref(), Some(alias.trim().to_lowercase().as_str()));
+            let warned = warnings(&form);
+            assert_eq!(warned.len(), 1, "{alias}: {warned:?}");
+            assert!(warned[0].contains("Directory (tenant) ID"), "{warned:?}");
+            assert!(warned[0].contains("multi-tenant"), "{warned:?}");
+        }
+        assert!(warnings(&tenant("consumers")).is_empty());
+        // Empty is an error that says what to enter.
+        let errors = errors_for(&tenant("  "), Field::Tenant);
+        assert!(errors[0].contains("Directory (tenant) ID"), "{errors:?}");
+        // The client ID pasted again: a warning, not silently taken.
+        let warned = warnings(&tenant("00000000-0000-0000-0000-000000000001"));
+        assert!(warned.iter().any(|w| w.contains("same as the application")), "{warned:?}");
+        // A whole URL: the tenant is extracted; braces arrive percent-encoded.
+        for (url, expected) in [
+            (
+                "https://login.microsoftonline.com/00000000-0000-0000-0000-00000000000B/",
+                "00000000-0000-0000-0000-00000000000b",
+            ),
+            (
+                "https://login.microsoftonline.com/{00000000-0000-0000-0000-00000000000c}/oauth2/\
+                 v2.0/authorize",
+                "00000000-0000-0000-0000-00000000000c",
+            ),
+            (
+                "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+                "contoso.onmicrosoft.com",
+            ),
+        ] {
+            let (profile, _) = tenant(url).validate().expect(url);
+            assert_eq!(profile.tenant.as_deref(), Some(expected), "{url}");
+            assert!(
+                profile.authorize_url.as_str().starts_with(&format!(
+                    "https://login.microsoftonline.com/{expected}/oauth2/v2.0/authorize"
+                )),
+                "{}",
+                profile.authorize_url.as_str()
+            );
+        }
+        assert!(
+            errors_for(&tenant("https://login.microsoftonline.com/"), Field::Tenant)[0]
+                .contains("no tenant")
+        );
+        assert!(!errors_for(&tenant("https://portal.azure.com/#home"), Field::Tenant).is_empty());
+        // GUIDs with braces or surrounding spaces are normalised.
+        for typed in [
+            "{00000000-0000-0000-0000-00000000000D}",
+            "  00000000-0000-0000-0000-00000000000d\t",
+            " { 00000000-0000-0000-0000-00000000000d } ",
+        ] {
+            let (profile, _) = tenant(typed).validate().expect(typed);
+            assert_eq!(profile.tenant.as_deref(), Some("00000000-0000-0000-0000-00000000000d"));
+        }
+        let (profile, warned) = tenant("Contoso.onmicrosoft.com").validate().expect("domain");
+        assert_eq!(profile.tenant.as_deref(), Some("contoso.onmicrosoft.com"));
+        assert!(warned.is_empty(), "{warned:?}");
     }
 
     #[test]

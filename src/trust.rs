@@ -8,9 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{VerifierBuilderError, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// Failure to assemble the trusted roots.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,8 @@ pub enum TrustError {
 #[derive(Clone, Debug)]
 pub struct Trust {
     roots: Arc<RootCertStore>,
+    /// Every certificate the roots were built from: the system's, then the extra file's.
+    certificates: Arc<Vec<CertificateDer<'static>>>,
     extra: Vec<CertificateDer<'static>>,
 }
 
@@ -40,7 +44,8 @@ impl Trust {
         for error in &native.errors {
             tracing::debug!(%error, "skipped part of the system certificate store");
         }
-        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        let mut certificates = native.certs;
+        let (added, ignored) = roots.add_parsable_certificates(certificates.iter().cloned());
         tracing::debug!(added, ignored, "loaded system root certificates");
 
         let extra = match extra_ca_file {
@@ -56,12 +61,19 @@ impl Trust {
         if roots.is_empty() {
             return Err(TrustError::NoRoots);
         }
-        Ok(Trust { roots: Arc::new(roots), extra })
+        certificates.extend(extra.iter().cloned());
+        Ok(Trust { roots: Arc::new(roots), certificates: Arc::new(certificates), extra })
     }
 
     /// The trusted roots.
     pub fn roots(&self) -> Arc<RootCertStore> {
         Arc::clone(&self.roots)
+    }
+
+    /// Every trusted certificate (system store, then the extra CA file), for TLS clients that
+    /// take certificates rather than a rustls root store.
+    pub fn certificates(&self) -> &[CertificateDer<'static>] {
+        &self.certificates
     }
 
     /// Certificates that came from the extra CA file (DER).
@@ -82,6 +94,74 @@ impl Trust {
             // The ring provider always supports the default protocol versions.
             Err(e) => unreachable!("ring supports TLS 1.2 and 1.3: {e}"),
         }
+    }
+
+    /// Like [`Trust::client_config`], and also shows `observe` every certificate chain the
+    /// server presents (end entity, intermediates) with the time it is checked at, so a failed
+    /// handshake can be explained (issuer of a TLS-inspecting proxy, expiry, clock). The
+    /// verification outcome is exactly the WebPKI one; observing never changes it.
+    pub fn observed_client_config(
+        &self,
+        observe: impl Fn(&CertificateDer<'_>, &[CertificateDer<'_>], UnixTime) + Send + Sync + 'static,
+    ) -> Result<Arc<rustls::ClientConfig>, VerifierBuilderError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner = WebPkiServerVerifier::builder_with_provider(self.roots(), provider).build()?;
+        let mut config = (*self.client_config()).clone();
+        let verifier = ObservingVerifier { inner, observe: Box::new(observe) };
+        config.dangerous().set_certificate_verifier(Arc::new(verifier));
+        Ok(Arc::new(config))
+    }
+}
+
+/// The callback of [`Trust::observed_client_config`].
+type ChainObserver =
+    Box<dyn Fn(&CertificateDer<'_>, &[CertificateDer<'_>], UnixTime) + Send + Sync>;
+
+/// rustls' WebPKI verifier that first shows each chain to an observer.
+struct ObservingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    observe: ChainObserver,
+}
+
+impl std::fmt::Debug for ObservingVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservingVerifier").finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for ObservingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        (self.observe)(end_entity, intermediates, now);
+        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

@@ -17,6 +17,7 @@ use crate::mail::{imap, smtp};
 use oauth2::RefreshToken;
 
 use crate::oauth::{TokenClient, TokenSet};
+use crate::preflight::{self, PreflightReport};
 use crate::profile::Profile;
 use crate::store::Identities;
 use crate::trust::Trust;
@@ -25,6 +26,7 @@ use crate::trust::Trust;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckId {
+    Preflight,
     TokenReceived,
     ScopesGranted,
     SignedInAccount,
@@ -36,7 +38,8 @@ pub enum CheckId {
 
 impl CheckId {
     /// Every check in run order.
-    pub const ALL: [CheckId; 7] = [
+    pub const ALL: [CheckId; 8] = [
+        CheckId::Preflight,
         CheckId::TokenReceived,
         CheckId::ScopesGranted,
         CheckId::SignedInAccount,
@@ -49,6 +52,7 @@ impl CheckId {
     /// Row label in the checklist.
     pub fn label(self) -> &'static str {
         match self {
+            CheckId::Preflight => "Servers reachable (name, connection, TLS)",
             CheckId::TokenReceived => "Token received",
             CheckId::ScopesGranted => "Every requested scope granted",
             CheckId::SignedInAccount => "Signed-in account fits the mailbox",
@@ -123,6 +127,8 @@ pub struct VerificationReport {
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub checks: Vec<CheckResult>,
+    /// Every server's pre-flight steps (DNS, TCP, TLS), when that row ran.
+    pub preflight: Option<PreflightReport>,
 }
 
 impl VerificationReport {
@@ -176,7 +182,7 @@ pub fn run(
     let started_at = OffsetDateTime::now_utc();
     let run_id = new_run_id();
     let subject = test_subject(&run_id, started_at);
-    let mut report = VerificationReport { run_id, started_at, checks: Vec::new() };
+    let mut report = VerificationReport { run_id, started_at, checks: Vec::new(), preflight: None };
     let mut sent = false;
     tracing::info!(run = %report.run_id, "verification started");
 
@@ -191,7 +197,12 @@ pub fn run(
             duration: Duration::ZERO,
             summary: String::new(),
         });
-        let (outcome, summary) = if wanted {
+        let (outcome, summary) = if wanted && id == CheckId::Preflight {
+            let preflight = preflight::run(&input.profile, &input.trust);
+            let row = preflight_row(&preflight);
+            report.preflight = Some(preflight);
+            row
+        } else if wanted {
             run_check(id, &mut input, &subject, &mut sent)
         } else {
             (Outcome::Skipped("not selected".to_owned()), String::new())
@@ -238,6 +249,8 @@ fn run_check(
     sent: &mut bool,
 ) -> (Outcome, String) {
     match id {
+        // Run by `run` itself, which keeps the whole pre-flight report.
+        CheckId::Preflight => (Outcome::Skipped("run separately".to_owned()), String::new()),
         CheckId::TokenReceived => check_token_received(&input.tokens),
         CheckId::ScopesGranted => check_scopes(&input.profile, &input.tokens),
         CheckId::SignedInAccount => check_account(&input.profile, &input.tokens, &input.identities),
@@ -250,6 +263,25 @@ fn run_check(
         CheckId::Imap => check_imap(input),
         CheckId::RoundTrip => check_round_trip(input, subject, *sent),
     }
+}
+
+/// The pre-flight row: passed when every server answered, else the first failure's diagnosis
+/// with the others as details.
+fn preflight_row(report: &PreflightReport) -> (Outcome, String) {
+    let ms = report.duration.as_millis();
+    let servers = report.targets.len();
+    if report.all_passed() {
+        return (Outcome::Passed, format!("{servers} servers answered within {ms} ms"));
+    }
+    let mut failures = report.diagnoses();
+    let Some((target, first)) = failures.next() else {
+        return (Outcome::Passed, format!("{servers} servers checked in {ms} ms"));
+    };
+    let mut diagnosis = first.clone();
+    for (other_target, other) in failures {
+        diagnosis = diagnosis.with_detail(format!("{}: {}", other_target.label(), other.summary));
+    }
+    (Outcome::Failed(diagnosis), format!("{} did not pass", target.label()))
 }
 
 fn minutes_left(tokens: &TokenSet) -> Option<i64> {

@@ -249,16 +249,46 @@ fn retry_for(transient: bool) -> Retry {
     if transient { Retry::Transient } else { Retry::Permanent }
 }
 
-fn is_microsoft(profile: &Profile) -> bool {
-    profile.provider == ProviderKind::Microsoft365
-        || profile.authorize_url.url().host_str() == Some("login.microsoftonline.com")
+/// Entra's sign-in hosts: the global cloud and the national clouds.
+const ENTRA_HOSTS: [&str; 4] = [
+    "login.microsoftonline.com",
+    "login.microsoftonline.us",
+    "login.partner.microsoftonline.cn",
+    "login.chinacloudapi.cn",
+];
+
+/// The tenant segment of an Entra-shaped authorize URL (`/<tenant>/oauth2/v2.0/authorize` or
+/// `/<tenant>/oauth2/authorize`), on any host: typed custom URLs and national clouds included.
+fn entra_tenant_in_url(profile: &Profile) -> Option<String> {
+    let segments: Vec<&str> = profile.authorize_url.url().path_segments()?.collect();
+    let shaped = matches!(segments.as_slice(), [_, "oauth2", "v2.0", "authorize"])
+        || matches!(segments.as_slice(), [_, "oauth2", "authorize"]);
+    let tenant = segments.first().filter(|t| !t.is_empty())?;
+    shaped.then(|| tenant.to_ascii_lowercase())
 }
 
+fn is_microsoft(profile: &Profile) -> bool {
+    let host = profile.authorize_url.url().host_str().unwrap_or_default().to_ascii_lowercase();
+    profile.provider == ProviderKind::Microsoft365
+        || ENTRA_HOSTS.contains(&host.as_str())
+        || entra_tenant_in_url(profile).is_some()
+}
+
+/// Google, recognised by its endpoints, its mail hosts or the Gmail scope, so that a profile
+/// typed as a custom provider (or reaching Google through a proxy URL) is still recognised.
 fn is_google(profile: &Profile) -> bool {
     let host = |url: &url::Url| url.host_str().unwrap_or_default().to_ascii_lowercase();
     let token = host(profile.token_url.url());
     let authorize = host(profile.authorize_url.url());
-    token.ends_with("googleapis.com") || authorize == "accounts.google.com"
+    let gmail_host = |h: &str| {
+        let h = h.to_ascii_lowercase();
+        h.ends_with("gmail.com") || h.ends_with("googlemail.com")
+    };
+    token.ends_with("googleapis.com")
+        || authorize == "accounts.google.com"
+        || profile.scopes.iter().any(|s| s.as_str().starts_with("https://mail.google.com/"))
+        || gmail_host(&profile.smtp.host)
+        || gmail_host(&profile.imap.host)
 }
 
 /// The app registration's portal page, with the client ID to find it by.
@@ -270,22 +300,34 @@ fn app_registration(profile: &Profile) -> String {
     )
 }
 
-/// The tenant as typed, or `organizations` when none (or an alias) was typed.
+/// The tenant as typed, else the one in an Entra-shaped authorize URL, else `organizations`.
 fn tenant(profile: &Profile) -> String {
-    profile.tenant.clone().unwrap_or_else(|| "organizations".to_owned())
+    profile
+        .tenant
+        .clone()
+        .or_else(|| entra_tenant_in_url(profile))
+        .unwrap_or_else(|| "organizations".to_owned())
 }
 
-/// `https://login.microsoftonline.com/<tenant>/adminconsent?client_id=<id>`.
+/// `https://<sign-in host>/<tenant>/adminconsent?client_id=<id>`: the host of the authorize URL
+/// for Entra-shaped URLs (national clouds), else the global cloud's.
 pub fn admin_consent_url(profile: &Profile) -> String {
-    format!(
-        "https://login.microsoftonline.com/{}/adminconsent?client_id={}",
-        tenant(profile),
-        profile.client_id.as_str()
-    )
+    let url = profile.authorize_url.url();
+    let origin = match (entra_tenant_in_url(profile), url.host_str()) {
+        (Some(_), Some(_)) => url.origin().ascii_serialization(),
+        _ => "https://login.microsoftonline.com".to_owned(),
+    };
+    format!("{origin}/{}/adminconsent?client_id={}", tenant(profile), profile.client_id.as_str())
+}
+
+/// "45 s" under two minutes, else whole minutes.
+fn waited_text(waited: Duration) -> String {
+    let secs = waited.as_secs();
+    if secs < 120 { format!("{} s", secs.max(1)) } else { format!("{} min", secs.div_ceil(60)) }
 }
 
 fn timed_out(profile: &Profile, redirect_uri: &str, waited: Duration) -> Diagnosis {
-    let minutes = waited.as_secs().div_ceil(60);
+    let waited = waited_text(waited);
     let register = if is_microsoft(profile) {
         format!(
             "In {} → Authentication → Mobile and desktop applications, the redirect URI {} must \
@@ -302,7 +344,7 @@ fn timed_out(profile: &Profile, redirect_uri: &str, waited: Duration) -> Diagnos
     };
     Diagnosis::new(
         SIGN_IN_TIMEOUT,
-        format!("No answer came back from the browser within {minutes} min"),
+        format!("No answer came back from the browser within {waited}"),
         "Most often the sign-in page showed an error instead of sending the browser back: a \
          redirect URI that is not registered for this app (AADSTS50011). Other reasons: a \
          consent or approval page was left open, the browser tab was closed, or the client ID \
@@ -362,16 +404,32 @@ fn by_aadsts(error: &ProviderError, profile: &Profile, step: Step) -> Option<Dia
             ),
             Retry::Permanent,
         ),
-        50194 => Diagnosis::new(
-            SINGLE_TENANT_APP_ON_COMMON,
-            "This app registration only accepts accounts from one organization",
-            "The app is registered as single-tenant (\"Accounts in this organizational \
-             directory only\"), which cannot sign in through the common endpoint",
-            "Enter the Directory (tenant) ID from the app's Overview page (or your domain such \
-             as contoso.onmicrosoft.com) in the tenant field instead of common, then sign in \
-             again",
-            Retry::Permanent,
-        ),
+        50194 => {
+            let alias = tenant(profile);
+            let place = if profile.provider == ProviderKind::Microsoft365 {
+                format!("in the Directory (tenant) ID field instead of {alias}")
+            } else {
+                format!(
+                    "in place of /{alias}/ in both the Authorize URL and the Token URL (now {})",
+                    profile.authorize_url.as_str()
+                )
+            };
+            Diagnosis::new(
+                SINGLE_TENANT_APP_ON_COMMON,
+                "This app registration only accepts accounts from one organization",
+                format!(
+                    "The app is registered as single-tenant (\"Accounts in this organizational \
+                     directory only\"), which cannot sign in through the shared {alias} \
+                     endpoint; the Directory (tenant) ID must replace {alias}"
+                ),
+                format!(
+                    "Enter the Directory (tenant) ID from {app} → Overview (or your domain \
+                     such as contoso.onmicrosoft.com) {place}, then sign in again. Or make the \
+                     app multi-tenant: Authentication → Supported account types"
+                ),
+                Retry::Permanent,
+            )
+        }
         90095 | 90094 | 65001 => Diagnosis::new(
             ADMIN_CONSENT_REQUIRED,
             "An administrator must approve this app for your organization",
@@ -602,6 +660,15 @@ fn by_error_code(
             "Start the sign-in again",
             Retry::Transient,
         ),
+        "invalid_request" | "invalid_client" if secret_missing(error) => Diagnosis::new(
+            CLIENT_SECRET_REQUIRED,
+            "The provider requires a client secret for this client",
+            "The client is registered as confidential (Google: every OAuth client, desktop \
+             ones included, has a secret), and no secret was sent",
+            "Enter the client's secret in the registration step (Google: APIs & Services → \
+             Credentials → the OAuth client → Client secret), then sign in again",
+            Retry::Permanent,
+        ),
         "invalid_client" => Diagnosis::new(
             CLIENT_INVALID,
             "The provider does not accept this client ID or client secret",
@@ -670,6 +737,13 @@ fn by_error_code(
         _ => return None,
     };
     Some(d)
+}
+
+/// True when a provider without AADSTS numbers says the secret is missing (Google:
+/// "client_secret is missing.").
+fn secret_missing(error: &ProviderError) -> bool {
+    let text = error.short_description().unwrap_or_default().to_ascii_lowercase();
+    text.contains("client_secret is missing") || text.contains("client secret is missing")
 }
 
 fn unavailable(status: Option<u16>) -> Diagnosis {
@@ -988,6 +1062,55 @@ mod tests {
         let d = token_with_refresh_age(&e, &google, Some(Duration::from_secs(3600)));
         assert_eq!(d.id, REFRESH_TOKEN_EXPIRED);
         assert!(d.cause.contains("Testing"));
+    }
+
+    #[test]
+    fn br15_google_is_recognised_by_its_scope_on_any_token_url() {
+        let form = ProfileForm {
+            provider: ProviderKind::Custom,
+            client_id: "00000000-0000-0000-0000-000000000001".into(),
+            authorize_url: "http://127.0.0.1:9/o/oauth2/v2/auth".into(),
+            token_url: "http://127.0.0.1:9/token".into(),
+            scopes: "https://mail.google.com/".into(),
+            mailbox: "alarms@example.com".into(),
+            smtp_host: "127.0.0.1".into(),
+            imap_host: "127.0.0.1".into(),
+            ..ProfileForm::for_provider(ProviderKind::Custom)
+        };
+        let google = form.validate().expect("valid").0;
+        let e = provider(400, "invalid_grant", "Token has been expired or revoked.");
+        let week = Duration::from_secs(7 * 24 * 3600 + 60);
+        assert_eq!(token_with_refresh_age(&e, &google, Some(week)).id, GOOGLE_TESTING_APP_EXPIRED);
+        let e = provider(400, "invalid_request", "client_secret is missing.");
+        assert_eq!(token(&e, &google).id, CLIENT_SECRET_REQUIRED);
+    }
+
+    #[test]
+    fn br04_admin_consent_url_follows_the_sign_in_host_and_tenant_of_entra_shaped_urls() {
+        let form = ProfileForm {
+            provider: ProviderKind::Custom,
+            client_id: "00000000-0000-0000-0000-000000000001".into(),
+            authorize_url: "https://login.microsoftonline.us/contoso.us/oauth2/v2.0/authorize"
+                .into(),
+            token_url: "https://login.microsoftonline.us/contoso.us/oauth2/v2.0/token".into(),
+            scopes: "offline_access".into(),
+            mailbox: "alarms@example.com".into(),
+            smtp_host: "127.0.0.1".into(),
+            imap_host: "127.0.0.1".into(),
+            ..ProfileForm::for_provider(ProviderKind::Custom)
+        };
+        let gov = form.validate().expect("valid").0;
+        assert_eq!(
+            admin_consent_url(&gov),
+            "https://login.microsoftonline.us/contoso.us/adminconsent?\
+             client_id=00000000-0000-0000-0000-000000000001"
+        );
+        assert!(is_microsoft(&gov));
+        let d = sign_in(
+            &callback("invalid_request", "AADSTS50194: Application is not multi-tenant."),
+            &gov,
+        );
+        assert!(d.fix.contains("Authorize URL and the Token URL"), "{}", d.fix);
     }
 
     #[test]

@@ -7,17 +7,13 @@
 //! rejected chain can be reported with its subject, issuer and expiry (the issuer names a
 //! TLS-inspecting proxy). The wrapper never changes a verification outcome.
 
-use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConnection, DigitallySignedStruct, SignatureScheme};
-use rustls::{StreamOwned, crypto::ring};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{CertificateError, ClientConnection, StreamOwned};
 use time::OffsetDateTime;
 
 use crate::profile::ServerEndpoint;
@@ -255,67 +251,16 @@ fn recording_config(
     trust: &Trust,
     seen: Arc<Mutex<Option<PeerCertificate>>>,
 ) -> Result<Arc<rustls::ClientConfig>, TransportError> {
-    let provider = Arc::new(ring::default_provider());
-    let inner = WebPkiServerVerifier::builder_with_provider(trust.roots(), provider)
-        .build()
-        .map_err(|e| TransportError {
-            kind: TransportKind::Tls(None),
-            detail: e.to_string(),
-            peer: None,
-            endpoint: None,
-        })?;
-    let mut config = (*trust.client_config()).clone();
-    config.dangerous().set_certificate_verifier(Arc::new(RecordingVerifier { inner, seen }));
-    Ok(Arc::new(config))
-}
-
-/// rustls' WebPKI verifier, remembering the end-entity certificate it was shown.
-struct RecordingVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    seen: Arc<Mutex<Option<PeerCertificate>>>,
-}
-
-impl fmt::Debug for RecordingVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecordingVerifier").finish_non_exhaustive()
-    }
-}
-
-impl ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let peer = describe_certificate(end_entity);
-        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = peer;
-        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    let remember_end_entity =
+        move |end_entity: &CertificateDer<'_>, _: &[CertificateDer<'_>], _| {
+            *seen.lock().unwrap_or_else(PoisonError::into_inner) = describe_certificate(end_entity);
+        };
+    trust.observed_client_config(remember_end_entity).map_err(|e| TransportError {
+        kind: TransportKind::Tls(None),
+        detail: e.to_string(),
+        peer: None,
+        endpoint: None,
+    })
 }
 
 /// Subject, issuer and expiry of a DER certificate; `None` when it does not parse.

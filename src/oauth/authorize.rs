@@ -3,11 +3,14 @@
 //!
 //! `prompt=select_account` is sent and `prompt=consent` never is: in tenants where users may
 //! not consent, a forced consent prompt turns into an admin-approval wall even after an admin
-//! approved the app (BR-04). The redirect URI is `http://localhost:<port>/`, the form Entra
-//! accepts for a registered `http://localhost` with any port (BR-01).
+//! approved the app (BR-04). A configured authorize URL pasted from a guide may already carry
+//! such parameters (`?prompt=consent`); every parameter mailgrant sets itself is dropped from
+//! it first, so nothing typed can force consent or send a second, conflicting value. The
+//! redirect URI is `http://localhost:<port>/`, the form Entra accepts for a registered
+//! `http://localhost` with any port (BR-01).
 
 use oauth2::basic::BasicClient;
-use oauth2::{CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl};
+use oauth2::{AuthUrl, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl};
 
 use super::error::SignInError;
 use crate::profile::Profile;
@@ -34,6 +37,41 @@ impl std::fmt::Debug for AuthorizeRequest {
     }
 }
 
+/// Query parameters mailgrant sets itself; copies in the configured authorize URL are dropped.
+const OWN_PARAMETERS: [&str; 10] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "login_hint",
+    "prompt",
+    "response_mode",
+];
+
+/// The configured authorize URL without the parameters mailgrant sets itself (BR-04: a pasted
+/// `prompt=consent` must not reach the provider). Other parameters (such as `domain_hint`) stay.
+fn without_own_parameters(configured: &AuthUrl) -> AuthUrl {
+    let mut url = configured.url().clone();
+    let pairs: Vec<(String, String)> =
+        url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let (dropped, kept): (Vec<_>, Vec<_>) =
+        pairs.into_iter().partition(|(k, _)| OWN_PARAMETERS.contains(&k.as_str()));
+    if dropped.is_empty() {
+        return configured.clone();
+    }
+    let names: Vec<&str> = dropped.iter().map(|(k, _)| k.as_str()).collect();
+    tracing::debug!(?names, "parameters in the configured authorize URL replaced by our own");
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    AuthUrl::from_url(url)
+}
+
 /// The redirect URI for a loopback listener on `port`.
 pub fn loopback_redirect_uri(port: u16) -> String {
     format!("http://localhost:{port}/")
@@ -44,7 +82,7 @@ pub fn build(profile: &Profile, port: u16) -> Result<AuthorizeRequest, SignInErr
     let redirect_uri = RedirectUrl::new(loopback_redirect_uri(port))
         .map_err(|e| SignInError::AuthorizeUrl(format!("bad redirect URI: {e}")))?;
     let client = BasicClient::new(profile.client_id.clone())
-        .set_auth_uri(profile.authorize_url.clone())
+        .set_auth_uri(without_own_parameters(&profile.authorize_url))
         .set_redirect_uri(redirect_uri.clone());
 
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -107,6 +145,24 @@ mod tests {
               https://outlook.office.com/SMTP.Send offline_access openid profile email"]
         );
         assert_eq!(request.redirect_uri.as_str(), "http://localhost:53682/");
+    }
+
+    #[test]
+    fn br04_a_pasted_prompt_consent_is_dropped_and_other_parameters_kept() {
+        let mut profile = profile();
+        profile.authorize_url = oauth2::AuthUrl::new(
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize?\
+             prompt=consent&domain_hint=contoso.com&response_mode=form_post&client_id=x"
+                .to_owned(),
+        )
+        .expect("url");
+        let request = build(&profile, 53682).expect("builds");
+        let pairs = query(&request.url);
+        assert_eq!(values(&pairs, "prompt"), ["select_account"]);
+        assert_eq!(values(&pairs, "domain_hint"), ["contoso.com"]);
+        assert!(values(&pairs, "response_mode").is_empty(), "{}", request.url);
+        assert_eq!(values(&pairs, "client_id"), ["00000000-0000-0000-0000-000000000001"]);
+        assert!(!request.url.contains("consent"), "{}", request.url);
     }
 
     #[test]

@@ -133,15 +133,8 @@ impl SyncHttpClient for RecordingClient<'_> {
 /// The certificates `trust` stands for, as ureq wants them: the system store and the extra CA
 /// file.
 fn root_certs(trust: &Trust) -> RootCerts {
-    // TODO(lead): `Trust` keeps only a `RootCertStore` (trust anchors, not certificates), which
-    // ureq cannot take, so the system store is read again here. A `Trust::certificates()`
-    // returning every DER would make this use exactly the same list.
-    let native = rustls_native_certs::load_native_certs();
-    let certs = native
-        .certs
-        .iter()
-        .chain(trust.extra_certificates())
-        .map(|der| Certificate::from_der(der.as_ref()).to_owned());
+    let certs =
+        trust.certificates().iter().map(|der| Certificate::from_der(der.as_ref()).to_owned());
     RootCerts::from(certs)
 }
 
