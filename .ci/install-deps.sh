@@ -8,6 +8,10 @@
 #   chromium                                   headless browser set as $BROWSER
 #   xvfb                                       screenshots of the real window
 #   python3                                    the fake identity provider and the fixture
+#   mingw-w64                                  the Windows cross-check (C parts of crates)
+#
+# It also adds the Rust target x86_64-pc-windows-gnu (rustup) for scripts/cross-check-windows.sh,
+# and fails with a clear message when it cannot be downloaded.
 #
 # Nothing from /etc is used by the tests: they run their own Dovecot and Postfix instances from
 # temporary directories on free 127.0.0.1 ports. The system services must not start; a
@@ -16,7 +20,9 @@
 set -euo pipefail
 
 packages=(dovecot-core dovecot-imapd dovecot-lmtpd postfix openssl chromium xvfb python3
-  ca-certificates coreutils)
+  ca-certificates coreutils mingw-w64)
+
+windows_target=x86_64-pc-windows-gnu
 
 # Each package's marker: a file it installs.
 have() {
@@ -31,9 +37,34 @@ have() {
     python3) command -v python3 >/dev/null 2>&1 ;;
     ca-certificates) [ -d /etc/ssl/certs ] ;;
     coreutils) command -v timeout >/dev/null 2>&1 && command -v mktemp >/dev/null 2>&1 ;;
+    mingw-w64) command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 ;;
     *) dpkg -s "$1" >/dev/null 2>&1 ;;
   esac
 }
+
+# The Rust target comes from rustup, not apt; it needs no root.
+have_windows_target() {
+  rustup target list --installed 2>/dev/null | grep -qx "$windows_target"
+}
+if ! have_windows_target; then
+  if ! command -v rustup >/dev/null 2>&1; then
+    echo "install-deps: no rustup to add the Rust target $windows_target; install it by hand" >&2
+    exit 1
+  fi
+  echo "install-deps: adding the Rust target $windows_target"
+  # Three tries: a dropped download should not fail the whole run.
+  for attempt in 1 2 3; do
+    rustup target add "$windows_target" && break
+    echo "install-deps: rustup target add failed (try $attempt of 3)" >&2
+    sleep $((attempt * 5))
+  done
+  if ! have_windows_target; then
+    echo "install-deps: could not download the Rust target $windows_target (rustup target add" \
+      "failed: no network to the Rust distribution server?). The Windows cross-check" \
+      "(scripts/cross-check-windows.sh) needs it; add it by hand where the server is reachable" >&2
+    exit 1
+  fi
+fi
 
 missing=()
 for p in "${packages[@]}"; do

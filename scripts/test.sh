@@ -3,14 +3,18 @@
 #
 # The end-to-end tests start real Dovecot, Postfix and a local identity provider on free
 # loopback ports and drive headless Chromium; they need root (Postfix) and the Debian packages
-# that .ci/install-deps.sh installs. Nothing here contacts any host but 127.0.0.1 / ::1.
+# that .ci/install-deps.sh installs, which also adds mingw-w64 and the Rust target
+# x86_64-pc-windows-gnu for the Windows cross-check. Nothing here contacts any host but
+# 127.0.0.1 / ::1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in dovecot postfix chromium openssl python3 Xvfb; do
+for tool in dovecot postfix chromium openssl python3 Xvfb x86_64-w64-mingw32-gcc; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
+rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu \
+  || missing+=("rust-target-x86_64-pc-windows-gnu")
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing: ${missing[*]}; run as root, or: sudo bash .ci/install-deps.sh" >&2
@@ -27,6 +31,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+
+step "Windows cross-check (cargo check and clippy --lib for x86_64-pc-windows-gnu)"
+./scripts/cross-check-windows.sh
 
 step "cargo test (unit, GUI and end-to-end on real servers)"
 cargo test --all-targets --locked -- --test-threads 2

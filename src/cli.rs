@@ -1,4 +1,5 @@
-//! Headless commands for scripts and for the service: `login`, `check`, `token`, `status`.
+//! Headless commands for scripts and for the service: `login`, `check`, `token`, `status`,
+//! `bundle`, `sign-out` and `restore`.
 //!
 //! They run exactly the library code the GUI runs. Output is human text by default and JSON
 //! with `--json`; the exit code is 0 only when the command fully succeeded. Diagnoses go to
@@ -7,7 +8,7 @@
 
 #![allow(clippy::print_stdout, reason = "the headless commands' output is their product")]
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::diagnose::{self, Diagnosis};
+use crate::forecast::{self, Health};
 use crate::oauth::{PendingSignIn, TokenClient, open_browser};
 use crate::profile::Profile;
 use crate::session::{self, Freshness};
@@ -31,6 +33,8 @@ pub const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);
 const EXIT_FAILED: u8 = 1;
 /// Exit code when the config could not be used at all.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code of `status` when everything works now but someone must act soon.
+const EXIT_WARNING: u8 = 3;
 
 /// Command line of the `mailgrant` binary.
 #[derive(Debug, Parser)]
@@ -65,15 +69,45 @@ pub enum Command {
         /// Send the test e-mail to this address instead of the configured recipient.
         #[arg(long, value_name = "ADDR")]
         send_to: Option<String>,
+        /// Run only the pre-flight checks (DNS, TCP, STARTTLS, TLS of the sign-in host, the
+        /// token host, SMTP and IMAP); needs no sign-in; exit 0 only when all pass.
+        #[arg(long, conflicts_with = "send_to")]
+        preflight: bool,
     },
     /// Print a valid access token on stdout, refreshing (and saving the rotated refresh token)
     /// when needed.
     Token,
-    /// Show the account, scopes and token expiry.
+    /// Write a support bundle to FILE (JSON: versions, OS, the config and token facts without
+    /// any secret, the last check, fresh pre-flight results, the recent log).
+    Bundle {
+        /// Where to write the bundle.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Show the account, scopes, token expiry and the token health forecast. Exit 0 healthy,
+    /// 1 mail cannot be sent, 2 config unusable, 3 a warning (act before the date shown).
     Status {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Remove the stored tokens (after confirmation) and explain how to revoke the grant.
+    SignOut {
+        /// Do not ask; required when no terminal is attached.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List the numbered backups, or put one back in place after confirmation.
+    Restore {
+        /// List the backups with their date, mailbox and account (the default).
+        #[arg(long, conflicts_with = "backup")]
+        list: bool,
+        /// The number of the backup to restore.
+        #[arg(long, value_name = "N")]
+        backup: Option<u32>,
+        /// Do not ask; required when no terminal is attached.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -91,9 +125,13 @@ pub fn run(config: Option<PathBuf>, command: Command) -> ExitCode {
     };
     let result = match command {
         Command::Login { no_browser } => login(&paths, no_browser),
-        Command::Check { json, send_to } => check(&paths, json, send_to),
+        Command::Check { json, preflight: true, .. } => preflight_only(&paths, json),
+        Command::Check { json, send_to, preflight: false } => check(&paths, json, send_to),
+        Command::Bundle { out } => bundle(&paths, &out),
         Command::Token => token(&paths),
         Command::Status { json } => status(&paths, json),
+        Command::SignOut { yes } => sign_out(&paths, yes),
+        Command::Restore { list: _, backup, yes } => restore(&paths, backup, yes),
     };
     match result {
         Ok(code) => code,
@@ -141,7 +179,7 @@ fn open(paths: &ConfigPaths) -> Result<(ServiceConfig, Secrets, Profile, Trust),
     let config = store::load_config(paths).map_err(|e| Failure::config(&e))?;
     let secrets = match store::load_secrets(paths) {
         Ok(secrets) => secrets,
-        Err(StoreError::Missing { .. }) => Secrets::default(),
+        Err(e) if e.is_missing_secrets() => Secrets::default(),
         Err(e) => return Err(Failure::config(&e)),
     };
     let profile = config.to_profile(&secrets).map_err(|e| Failure::config(&e))?;
@@ -212,6 +250,9 @@ fn check(
             eprintln!("… {}", result.name);
         }
     });
+    if let Err(e) = store::last_check::save(paths, &report) {
+        tracing::warn!(error = %e, "could not record the check result");
+    }
     print_report(&report, json_output);
     Ok(if report.all_passed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
 }
@@ -268,9 +309,12 @@ fn status(paths: &ConfigPaths, json_output: bool) -> Result<ExitCode, Failure> {
         t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
     };
     let signed_in = secrets.has_refresh_token() && secrets.needs_sign_in.is_none();
+    let forecast = forecast::forecast(&config, &secrets, now);
+    let ok = signed_in && forecast.health != Health::Failed;
     if json_output {
         let value = json!({
-            "ok": signed_in,
+            "ok": ok,
+            "health": forecast.health,
             "config": paths.config.display().to_string(),
             "provider": profile.provider.label(),
             "mailbox": config.mailbox,
@@ -282,6 +326,9 @@ fn status(paths: &ConfigPaths, json_output: bool) -> Result<ExitCode, Failure> {
             "access_token_expires_in_secs": expires_in_secs,
             "refresh_token_issued_at": rfc3339(secrets.refresh_token_issued_at),
             "refresh_token_last_used_at": rfc3339(secrets.refresh_token_last_used_at),
+            "refresh_token_expected_death": rfc3339(forecast.refresh_expected_death),
+            "client_secret_expires_on": forecast.client_secret_expires_on.map(|d| d.to_string()),
+            "forecast": forecast,
         });
         println!("{value:#}");
     } else {
@@ -315,6 +362,155 @@ fn status(paths: &ConfigPaths, json_output: bool) -> Result<ExitCode, Failure> {
         if let Some(reason) = &secrets.needs_sign_in {
             println!("NEEDS SIGN-IN     {reason}");
         }
+        print_forecast(&forecast);
     }
-    Ok(if signed_in { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+    Ok(match (ok, forecast.health) {
+        (false, _) => ExitCode::from(EXIT_FAILED),
+        (true, Health::Warning) => ExitCode::from(EXIT_WARNING),
+        (true, _) => ExitCode::SUCCESS,
+    })
+}
+
+fn print_forecast(forecast: &forecast::TokenForecast) {
+    for (label, value) in forecast.rows().into_iter().skip(3) {
+        println!("{label:<24}{value}");
+    }
+    for finding in &forecast.findings {
+        let mark = if finding.health == Health::Failed { "FAILED " } else { "WARNING" };
+        println!("{mark} {}", finding.summary);
+        println!("        Fix: {}", finding.fix);
+    }
+}
+
+/// Asks on the terminal; `--yes` answers for scripts. Without a terminal and without `--yes`
+/// nothing is done.
+fn confirm(question: &str, yes: bool) -> Result<bool, Failure> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::failed(Diagnosis::new(
+            "confirmation-needed",
+            "Nothing was changed: this needs a confirmation and no terminal is attached",
+            "The command changes the stored setup and was run from a script or service",
+            "Run it in a terminal to answer the question, or add --yes",
+            diagnose::Retry::Permanent,
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(|e| {
+        Failure::failed(Diagnosis::new(
+            "confirmation-needed",
+            "Nothing was changed: the answer could not be read",
+            e.to_string(),
+            "Run it again, or add --yes",
+            diagnose::Retry::Transient,
+        ))
+    })?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+fn sign_out(paths: &ConfigPaths, yes: bool) -> Result<ExitCode, Failure> {
+    let config = store::load_config(paths).map_err(|e| Failure::config(&e))?;
+    let question = diagnose::sign_out::question(&config.mailbox);
+    if !confirm(&question, yes)? {
+        eprintln!("Nothing was changed");
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
+    session::sign_out(paths).map_err(|e| Failure::config(&e))?;
+    println!("{}", diagnose::sign_out::done(&config.mailbox));
+    println!("{}", session::revoke_instructions(&config));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(paths: &ConfigPaths, backup: Option<u32>, yes: bool) -> Result<ExitCode, Failure> {
+    let backups = store::list_backups(paths).map_err(|e| Failure::config(&e))?;
+    let Some(number) = backup else {
+        if backups.is_empty() {
+            println!("No backups of {} yet", paths.config.display());
+        }
+        for info in &backups {
+            println!("{}", describe_backup(info));
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+
+    let Some(info) = backups.iter().find(|b| b.backup.number == number) else {
+        let known: Vec<String> = backups.iter().map(|b| b.backup.number.to_string()).collect();
+        return Err(Failure::failed(Diagnosis::new(
+            "backup-not-found",
+            format!("There is no backup number {number}"),
+            format!(
+                "The backups kept are: {}",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ),
+            "List them with mailgrant restore --list and pick one of those numbers",
+            diagnose::Retry::Permanent,
+        )));
+    };
+    let question =
+        format!("Restore {}? The current files are kept as a new backup.", describe_backup(info));
+    if !confirm(&question, yes)? {
+        eprintln!("Nothing was changed");
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
+    let saved = store::restore_backup(paths, number).map_err(|e| Failure::config(&e))?;
+    println!("Restored backup {number} to {}", paths.config.display());
+    if let Some(previous) = saved.backup {
+        println!("The files it replaced are now backup {previous}");
+    }
+    if saved.kept_newer_refresh_token {
+        println!(
+            "The refresh token in the backup was older than the one in use (it was rotated \
+             since, so it no longer works); the newer one was kept"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_backup(info: &store::BackupInfo) -> String {
+    let taken = info
+        .backup
+        .taken_at
+        .map(OffsetDateTime::from)
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "(date unknown)".to_owned());
+    format!(
+        "backup {} taken {taken}: mailbox {}, signed in as {}, {}",
+        info.backup.number,
+        info.mailbox.as_deref().unwrap_or("(no config)"),
+        info.signed_in_account.as_deref().unwrap_or("(nobody)"),
+        if info.has_refresh_token { "with tokens" } else { "without tokens" }
+    )
+}
+
+/// `check --preflight`: only the network and TLS checks of the four servers.
+fn preflight_only(paths: &ConfigPaths, json_output: bool) -> Result<ExitCode, Failure> {
+    let (_config, _secrets, profile, trust) = open(paths)?;
+    let report = crate::preflight::run(&profile, &trust);
+    if json_output {
+        let value = json!({ "ok": report.all_passed(), "preflight": report });
+        println!("{value:#}");
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if report.all_passed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+}
+
+/// `bundle --out FILE`: succeeds when the file is written, whatever the setup's state.
+fn bundle(paths: &ConfigPaths, out: &std::path::Path) -> Result<ExitCode, Failure> {
+    let written = crate::bundle::write(paths, out)
+        .map_err(|e| Failure::failed(diagnose::preflight::bundle_write(&e)))?;
+    let preflight = match &written.preflight {
+        Some(report) if report.all_passed() => "all pre-flight checks passed".to_owned(),
+        Some(report) => format!("{} pre-flight checks failed", report.diagnoses().count()),
+        None => "pre-flight checks could not run".to_owned(),
+    };
+    eprintln!(
+        "Support bundle written to {} ({preflight}); it holds no token or secret",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

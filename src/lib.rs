@@ -5,12 +5,15 @@
 //! [`verify`] plan proves every scope on the real servers, [`diagnose`] explains every failure,
 //! and [`store`] writes the service config that the service reads from then on.
 
+pub mod bundle;
 pub mod cli;
 pub mod diagnose;
+pub mod forecast;
 pub mod gui;
 pub mod logging;
 pub mod mail;
 pub mod oauth;
+pub mod preflight;
 pub mod profile;
 pub mod provider;
 pub mod session;

@@ -4,9 +4,14 @@
 //! only their position and key.
 
 use std::io;
+use std::path::Path;
 
 use super::{Diagnosis, Retry};
-use crate::store::{FileRole, ParseProblem, ParseProblemKind, StoreError};
+use crate::store::acl::{AclProblem, BroadGroup, SID_ADMINISTRATORS, SID_SYSTEM};
+use crate::store::sealed::FrameError;
+use crate::store::{
+    FileRole, KeyringEntry, KeyringFailure, ParseProblem, ParseProblemKind, StoreError,
+};
 
 /// The diagnosis for a store error.
 pub fn store(error: &StoreError) -> Diagnosis {
@@ -61,6 +66,47 @@ pub fn store(error: &StoreError) -> Diagnosis {
             format!("Run `chmod o-w {}`, or keep the config in a private folder", path.display()),
             Retry::Permanent,
         ),
+        StoreError::SecretsAclTooOpen { path, problem, service_account } => {
+            acl_too_open(path, problem, service_account.as_deref())
+        }
+        StoreError::ServiceAccountUnknown { account, source } => Diagnosis::new(
+            "service-account-unknown",
+            format!("Windows does not know the service account {account}"),
+            format!(
+                "`[secrets] service_account` names an account this machine cannot find \
+                 ({source}); a virtual account (NT SERVICE\\name) exists only once its service \
+                 is installed"
+            ),
+            "Install the service first, or correct `[secrets] service_account` in the config \
+             (for example \"NT SERVICE\\AlarmMailer\"), then save again",
+            Retry::Permanent,
+        ),
+        StoreError::SecretsStoreUnsupported { config, line, store } => Diagnosis::new(
+            "secrets-store-unsupported",
+            format!("The secrets store \"{store}\" does not work on this computer"),
+            store.unsupported_here().unwrap_or("This platform lacks it").to_owned(),
+            format!(
+                "Set `store = \"file\"` (or another store this platform has) under [secrets] in \
+                 {}{}, then sign in again to write the secrets there",
+                config.display(),
+                line.map(|l| format!(" at line {l}")).unwrap_or_default()
+            ),
+            Retry::Permanent,
+        ),
+        StoreError::SecretsSealed { path, problem } => sealed(path, problem),
+        StoreError::Keyring { entry, failure } => keyring(entry, failure),
+        StoreError::KeyringEntryMissing { entry } => Diagnosis::new(
+            "keyring-entry-missing",
+            "The keyring holds no secrets for this setup",
+            format!(
+                "There is no keyring entry {entry}: never signed in with this config path, \
+                 signed in as another user, or (Linux) the kernel keyring was cleared by a \
+                 reboot or expired"
+            ),
+            "Sign in again with mailgrant as the user the service runs as. On Linux, prefer \
+             `store = \"file\"` for a service: the kernel keyring does not survive a reboot",
+            Retry::Permanent,
+        ),
         StoreError::ExistingUnparsable(inner) => {
             let inner_text = store(inner);
             Diagnosis::new(
@@ -107,6 +153,101 @@ pub fn store(error: &StoreError) -> Diagnosis {
             Retry::Permanent,
         ),
     }
+}
+
+fn acl_too_open(path: &Path, problem: &AclProblem, service_account: Option<&str>) -> Diagnosis {
+    let file = path.display();
+    let cause = match problem {
+        AclProblem::NoDacl => {
+            "The file has no access list at all, so every account has full control".to_owned()
+        }
+        AclProblem::OpenTo { group, access, inherited: true } => format!(
+            "{group} may {access} it through a permission inherited from its folder; the file \
+             holds the refresh token"
+        ),
+        AclProblem::OpenTo { group, access, inherited: false } => {
+            format!("{group} may {access} it; the file holds the refresh token")
+        }
+    };
+    // SIDs rather than names: group names are translated on non-English Windows.
+    let service = service_account.map(|a| format!(" \"{a}:M\"")).unwrap_or_default();
+    let broad: Vec<String> = BroadGroup::ALL.iter().map(|g| format!("*{}", g.sid())).collect();
+    let fix = format!(
+        "Save the setup again with mailgrant, which sets the permissions, or as an \
+         administrator run: icacls \"{file}\" /inheritance:r /grant:r *{system}:F \
+         *{admins}:F{service} and then: icacls \"{file}\" /remove:g {broad}. Anyone who \
+         could read it may have copied the refresh token: sign in again to replace it",
+        system = SID_SYSTEM,
+        admins = SID_ADMINISTRATORS,
+        broad = broad.join(" "),
+    );
+    Diagnosis::new(
+        "secrets-acl-too-open",
+        format!("Refused to use {file}: other users can get at it"),
+        cause,
+        fix,
+        Retry::Permanent,
+    )
+}
+
+fn sealed(path: &Path, problem: &FrameError) -> Diagnosis {
+    let (cause, fix) = match problem {
+        FrameError::WindowsOnly => (
+            "It is encrypted with Windows DPAPI (`store = \"dpapi_file\"`), which only \
+             Windows can decrypt"
+                .to_owned(),
+            "Use the file on the Windows machine that wrote it, or sign in again here to write \
+             new secrets"
+                .to_owned(),
+        ),
+        FrameError::Cipher(error) => (
+            format!(
+                "DPAPI could not decrypt it ({error}): it was encrypted on another computer \
+                 (copied or restored from elsewhere), or its content was altered"
+            ),
+            "Sign in again on this computer to write new secrets; DPAPI-encrypted secrets \
+             cannot move between machines"
+                .to_owned(),
+        ),
+        other => (
+            format!("The encrypted file is damaged: {other}"),
+            "Do not edit the secrets file by hand. Restore it from the backups folder, or sign \
+             in again to write a new one"
+                .to_owned(),
+        ),
+    };
+    Diagnosis::new(
+        "secrets-sealed-unreadable",
+        format!("Cannot open the encrypted secrets file {}", path.display()),
+        cause,
+        fix,
+        Retry::Permanent,
+    )
+}
+
+fn keyring(entry: &KeyringEntry, failure: &KeyringFailure) -> Diagnosis {
+    let fix = match failure {
+        KeyringFailure::Unsupported => {
+            "Set `store = \"file\"` under [secrets] in the config and sign in again".to_owned()
+        }
+        KeyringFailure::TooLong { .. } => "Use `store = \"file\"` (or `dpapi_file` on \
+             Windows) under [secrets]: this keyring cannot hold the tokens"
+            .to_owned(),
+        KeyringFailure::NoAccess(_) | KeyringFailure::Platform(_) => "Run mailgrant as the \
+             user the service runs as, in a session where that user's keyring is available; \
+             or use `store = \"file\"` under [secrets]"
+            .to_owned(),
+        KeyringFailure::Invalid { .. } => "Keep the config at a shorter path, or use \
+             `store = \"file\"` under [secrets]"
+            .to_owned(),
+    };
+    Diagnosis::new(
+        "keyring-failed",
+        "The OS keyring could not be used for the secrets",
+        format!("Keyring entry {entry}: {failure}"),
+        fix,
+        Retry::Permanent,
+    )
 }
 
 fn unreadable(role: FileRole, path: &std::path::Path, source: &io::Error) -> Diagnosis {
@@ -298,6 +439,63 @@ mod tests {
         assert_eq!(d.id, "save-refused-unparsable");
         assert!(d.cause.contains(":7:8"), "{}", d.cause);
         assert!(d.details[0].starts_with("config-invalid-toml"), "{:?}", d.details);
+    }
+
+    #[test]
+    fn an_open_windows_acl_names_the_group_and_the_icacls_fix() {
+        use crate::store::acl::{AclProblem, BroadGroup, OpenAccess};
+        let error = StoreError::SecretsAclTooOpen {
+            path: PathBuf::from(r"C:\ProgramData\mailgrant\alarm.secrets.toml"),
+            problem: AclProblem::OpenTo {
+                group: BroadGroup::Users,
+                access: OpenAccess::Read,
+                inherited: true,
+            },
+            service_account: Some(r"NT SERVICE\AlarmMailer".into()),
+        };
+        let d = store(&error);
+        assert_eq!(d.id, "secrets-acl-too-open");
+        assert_eq!(
+            d.cause,
+            "BUILTIN\\Users (S-1-5-32-545) may read it through a permission inherited from its \
+             folder; the file holds the refresh token"
+        );
+        let first = concat!(
+            r#"icacls "C:\ProgramData\mailgrant\alarm.secrets.toml" /inheritance:r "#,
+            r#"/grant:r *S-1-5-18:F *S-1-5-32-544:F "NT SERVICE\AlarmMailer:M""#
+        );
+        assert!(d.fix.contains(first), "{}", d.fix);
+        let second = r#"/remove:g *S-1-1-0 *S-1-5-32-545 *S-1-5-11 *S-1-5-4"#;
+        assert!(d.fix.contains(second), "{}", d.fix);
+        assert!(error.to_string().contains("may read it (inherited from the folder)"), "{error}");
+    }
+
+    #[test]
+    fn an_unsupported_store_names_the_config_line_and_the_way_out() {
+        let error = StoreError::SecretsStoreUnsupported {
+            config: PathBuf::from("/etc/mailgrant/alarm.toml"),
+            line: Some(27),
+            store: crate::store::SecretsStore::DpapiFile,
+        };
+        let d = store(&error);
+        assert_eq!(d.id, "secrets-store-unsupported");
+        if !cfg!(windows) {
+            assert_eq!(d.cause, "dpapi_file works on Windows only; use file or keyring");
+        }
+        assert!(d.fix.contains("/etc/mailgrant/alarm.toml at line 27"), "{}", d.fix);
+    }
+
+    #[test]
+    fn a_sealed_file_from_another_machine_says_so() {
+        use crate::store::sealed::{CipherError, FrameError};
+        let error = StoreError::SecretsSealed {
+            path: PathBuf::from(r"C:\ProgramData\mailgrant\alarm.secrets.toml"),
+            problem: FrameError::Cipher(CipherError { operation: "decrypt", code: Some(13) }),
+        };
+        let d = store(&error);
+        assert_eq!(d.id, "secrets-sealed-unreadable");
+        assert!(d.cause.contains("encrypted on another computer"), "{}", d.cause);
+        assert!(d.cause.contains("system error 13"), "{}", d.cause);
     }
 
     #[test]

@@ -74,7 +74,9 @@ impl Diagnosis {
 pub mod config;
 pub mod mail;
 pub mod oauth;
+pub mod preflight;
 pub mod scopes;
+pub mod sign_out;
 
 /// The extra CA file or the system store could not be used.
 pub fn trust(error: &crate::trust::TrustError) -> Diagnosis {

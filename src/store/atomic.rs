@@ -5,21 +5,31 @@
 //! its final permissions from the first byte, write, fsync, rename over the target, fsync the
 //! folder so the rename itself survives a power cut. A failed write removes the temp file.
 
-use std::fs::{self, File, OpenOptions};
+#[cfg(unix)]
+use std::fs::File;
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// How a written file may be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// Owner only (0600 on Unix), from the moment the file exists.
-    OwnerOnly,
+pub(crate) enum Access<'a> {
+    /// Private, from the moment the file exists: 0600 on Unix; on Windows the protected DACL
+    /// `windows_sddl` (from `acl::secrets_file_sddl`; `None`: SYSTEM, Administrators and the
+    /// current user), set while the file is open without sharing, before the first byte.
+    OwnerOnly { windows_sddl: Option<&'a str> },
     /// Keep the permissions of the file being replaced; new files get 0644 less the umask.
     KeepExisting,
 }
 
+#[cfg(test)]
+impl Access<'_> {
+    /// Private with the default Windows DACL (no service account).
+    pub(crate) const PRIVATE: Access<'static> = Access::OwnerOnly { windows_sddl: None };
+}
+
 /// Replaces `path` with `bytes` atomically.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], access: Access<'_>) -> io::Result<()> {
     let dir = parent_dir(path);
     let existing = fs::metadata(path).ok();
     let temp = temp_path(path);
@@ -33,10 +43,41 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], access: Access) -> io::Res
     result
 }
 
+/// Replaces several files in one folder so they change together as far as a file system allows:
+/// every file is written and fsynced under its temp name first, then all are renamed in a row
+/// and the folder is synced once. A kill can fall between two renames (microseconds apart),
+/// never inside a file; on an error before the renames nothing is replaced.
+pub(crate) fn write_atomic_group(files: &[(&Path, &[u8], Access<'_>)]) -> io::Result<()> {
+    let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
+    let mut result = Ok(());
+    for (path, bytes, access) in files {
+        let existing = fs::metadata(path).ok();
+        let temp = temp_path(path);
+        result = write_temp(&temp, bytes, *access, existing.as_ref());
+        temps.push(temp);
+        if result.is_err() {
+            break;
+        }
+    }
+
+    if result.is_ok() {
+        for ((path, _, _), temp) in files.iter().zip(&temps) {
+            fs::rename(temp, path)?;
+        }
+        let mut dirs: Vec<PathBuf> = files.iter().map(|(path, _, _)| parent_dir(path)).collect();
+        dirs.dedup();
+        return dirs.iter().try_for_each(|dir| sync_dir(dir));
+    }
+    for temp in &temps {
+        let _ = fs::remove_file(temp);
+    }
+    result
+}
+
 fn write_temp(
     temp: &Path,
     bytes: &[u8],
-    access: Access,
+    access: Access<'_>,
     existing: Option<&fs::Metadata>,
 ) -> io::Result<()> {
     let mut options = OpenOptions::new();
@@ -45,14 +86,28 @@ fn write_temp(
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(match access {
-            Access::OwnerOnly => 0o600,
+            Access::OwnerOnly { .. } => 0o600,
             Access::KeepExisting => 0o644,
         });
     }
+    #[cfg(windows)]
+    if let Access::OwnerOnly { .. } = access {
+        use std::os::windows::fs::OpenOptionsExt;
+        // No sharing: nobody can open the file before its DACL is set below.
+        const GENERIC_WRITE: u32 = 0x4000_0000;
+        use super::acl::mask::{READ_CONTROL, WRITE_DAC};
+        options.share_mode(0).access_mode(GENERIC_WRITE | WRITE_DAC | READ_CONTROL);
+    }
     let mut file = options.open(temp)?;
 
-    // TODO(issue 4): on Windows, give the secrets file an ACL for the service account and
-    // administrators only; today it inherits the folder's ACL.
+    #[cfg(windows)]
+    if let Access::OwnerOnly { windows_sddl } = access {
+        let sddl = match windows_sddl {
+            Some(sddl) => sddl.to_owned(),
+            None => super::acl::secrets_file_sddl(&super::windows::current_user_sid()?, None),
+        };
+        super::windows::set_file_dacl(&file, &sddl)?;
+    }
     if let (Access::KeepExisting, Some(existing)) = (access, existing) {
         file.set_permissions(existing.permissions())?;
     }
@@ -62,7 +117,7 @@ fn write_temp(
 }
 
 /// A temp name in the same folder, hidden, unique per process and call.
-fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let nonce: u64 = rand::random();
     parent_dir(path).join(format!(".{name}.{}.{nonce:016x}.tmp", std::process::id()))
@@ -92,6 +147,26 @@ pub(crate) fn remove_stale_temps(path: &Path) -> io::Result<usize> {
     Ok(removed)
 }
 
+/// Removes every temp file a killed writer left in `dir` (hidden, ending in `.tmp`), for
+/// folders such as `backups/` whose file names change. Call only under the store lock.
+pub(crate) fn remove_stale_temps_in(dir: &Path) -> io::Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".tmp") && entry.file_type()?.is_file() {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The folder of `path` (`.` for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
@@ -108,7 +183,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     }
     #[cfg(not(unix))]
     {
-        let _ = (dir, File::open);
+        let _ = dir;
         Ok(())
     }
 }
@@ -147,7 +222,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir()?;
         let secret = dir.path().join("s.toml");
-        write_atomic(&secret, b"x", Access::OwnerOnly)?;
+        write_atomic(&secret, b"x", Access::PRIVATE)?;
         assert_eq!(fs::metadata(&secret)?.permissions().mode() & 0o777, 0o600);
 
         let plain = dir.path().join("p.toml");
@@ -170,10 +245,39 @@ mod tests {
     }
 
     #[test]
+    fn a_group_replaces_every_file_and_leaves_no_temp_file() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        write_atomic(&a, b"old", Access::KeepExisting)?;
+        write_atomic_group(&[(&a, b"new a", Access::PRIVATE), (&b, b"new b", Access::PRIVATE)])?;
+        assert_eq!((fs::read(&a)?, fs::read(&b)?), (b"new a".to_vec(), b"new b".to_vec()));
+        assert_eq!(fs::read_dir(dir.path())?.count(), 2);
+
+        let missing = dir.path().join("no-folder").join("c.toml");
+        let failed =
+            write_atomic_group(&[(&a, b"x", Access::PRIVATE), (&missing, b"y", Access::PRIVATE)]);
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&a)?, b"new a", "a failed group replaced a file");
+        assert_eq!(fs::read_dir(dir.path())?.count(), 2, "temp files left");
+        Ok(())
+    }
+
+    #[test]
+    fn stale_temps_in_a_folder_are_removed_and_backups_kept() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        fs::write(dir.path().join(".mailgrant.toml.7.123.00ff.tmp"), b"half")?;
+        fs::write(dir.path().join("mailgrant.toml.7"), b"whole")?;
+        assert_eq!(remove_stale_temps_in(dir.path())?, 1);
+        assert_eq!(remove_stale_temps_in(&dir.path().join("none"))?, 0);
+        assert!(dir.path().join("mailgrant.toml.7").exists());
+        Ok(())
+    }
+
+    #[test]
     fn a_failed_write_leaves_the_target_alone() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("missing-folder").join("a.toml");
-        let error = write_atomic(&path, b"x", Access::OwnerOnly).expect_err("no folder");
+        let error = write_atomic(&path, b"x", Access::PRIVATE).expect_err("no folder");
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
         assert!(!path.exists());
         Ok(())

@@ -3,16 +3,23 @@
 //!
 //! Backup `n` is the pair `backups/<stem>.toml.<n>` and `backups/<stem>.secrets.toml.<n>`;
 //! numbers only grow, so a backup is written once and never renamed (a crash cannot mix two
-//! pairs). The newest [`KEEP`] numbers are kept. All backups are owner-only (0600, folder 0700)
-//! because the secrets half holds tokens. Refreshes (`update_secrets_locked`) take no backup:
-//! a rotated-out refresh token is of no use and is not worth keeping on disk.
+//! pairs). The newest [`KEEP`] numbers are kept. All backups are owner-only (0600, folder 0700;
+//! on Windows the secrets file's DACL) because the secrets half holds tokens. Refreshes
+//! (`update_secrets_locked`) take no backup: a rotated-out refresh token is of no use and is
+//! not worth keeping on disk.
+//!
+//! The secrets half is the file as stored: plain TOML, or still DPAPI-sealed for `dpapi_file`
+//! (so it opens on this machine only). A `keyring` setup's backups hold the config only: its
+//! secrets are never copied out of the keyring into a file.
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::atomic::{Access, create_private_dir, write_atomic};
+use super::atomic::{
+    Access, create_private_dir, remove_stale_temps_in, temp_path, write_atomic_group,
+};
 use super::paths::ConfigPaths;
 
 /// How many backups are kept.
@@ -45,25 +52,43 @@ pub(crate) fn take(
     paths: &ConfigPaths,
     config: Option<&[u8]>,
     secrets: Option<&[u8]>,
+    access: Access<'_>,
 ) -> io::Result<Option<u32>> {
     if config.is_none() && secrets.is_none() {
         return Ok(None);
     }
     create_private_dir(&paths.backups)?;
+    let removed = remove_stale_temps_in(&paths.backups)?;
+    if removed > 0 {
+        tracing::warn!(removed, "removed temp files of a killed backup");
+    }
     let number = list(paths)?.last().map_or(1, |b| b.number + 1);
 
+    // Both halves are written before either is renamed into place, so a killed save leaves a
+    // half backup only if it dies between the two renames.
+    let secrets_path = paths.backups.join(format!("{}.{number}", secrets_name(paths)));
+    let config_path = paths.backups.join(format!("{}.{number}", config_name(paths)));
+    let mut files: Vec<(&Path, &[u8], Access<'_>)> = Vec::new();
     if let Some(bytes) = secrets {
-        let path = paths.backups.join(format!("{}.{number}", secrets_name(paths)));
-        write_atomic(&path, bytes, Access::OwnerOnly)?;
+        files.push((&secrets_path, bytes, access));
     }
     if let Some(bytes) = config {
-        let path = paths.backups.join(format!("{}.{number}", config_name(paths)));
-        write_atomic(&path, bytes, Access::OwnerOnly)?;
+        files.push((&config_path, bytes, access));
     }
+    write_atomic_group(&files)?;
 
+    // An old pair is first renamed to temp names (microseconds apart), then deleted: a kill
+    // leaves temp files the next backup removes, not a half backup in the list.
     for old in list(paths)?.into_iter().filter(|b| b.number + KEEP <= number) {
-        for path in old.config.iter().chain(old.secrets.iter()) {
-            fs::remove_file(path)?;
+        let doomed: Vec<PathBuf> = old.secrets.iter().chain(old.config.iter()).cloned().collect();
+        let mut renamed = Vec::with_capacity(doomed.len());
+        for path in &doomed {
+            let temp = temp_path(path);
+            fs::rename(path, &temp)?;
+            renamed.push(temp);
+        }
+        for temp in renamed {
+            fs::remove_file(temp)?;
         }
     }
     tracing::debug!(backups = %paths.backups.display(), number, "backup taken");

@@ -81,25 +81,74 @@ pub struct MailServer {
 }
 
 /// The `[secrets]` section.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretsLocation {
-    /// Which store holds the secrets; only `file` today.
+    /// Which store holds the secrets: `file`, `dpapi_file` (Windows) or `keyring`.
     pub store: SecretsStore,
-    /// The secrets file, relative to the config's folder. `None` in memory means the default
-    /// `<stem>.secrets.toml`; `save` always writes it out.
+    /// The secrets file (`file`, `dpapi_file`), relative to the config's folder. `None` in
+    /// memory means the default `<stem>.secrets.toml`; `save` writes it out for file stores
+    /// and leaves it out for `keyring`, which ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// Windows: the account the service runs as (`NT SERVICE\AlarmMailer`); it gets modify
+    /// access to the secrets file and its backups. Ignored on other platforms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 /// Kinds of secret store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecretsStore {
-    /// A TOML file readable by its owner only.
-    // TODO(issue 4): `keyring` (OS keyring) and Windows DPAPI stores.
+    /// A TOML file readable only by its owner (Unix 0600; Windows: SYSTEM, Administrators,
+    /// the saving user and the service account).
     #[default]
     File,
+    /// Windows only: the same file with its content encrypted by DPAPI for this machine.
+    DpapiFile,
+    /// The OS keyring (Linux kernel keyring, Windows Credential Manager), for a service that
+    /// runs as the user who saved.
+    Keyring,
+}
+
+impl SecretsStore {
+    /// Every store, in the order the docs list them.
+    pub const ALL: [SecretsStore; 3] =
+        [SecretsStore::File, SecretsStore::DpapiFile, SecretsStore::Keyring];
+
+    /// The value written in `[secrets] store`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretsStore::File => "file",
+            SecretsStore::DpapiFile => "dpapi_file",
+            SecretsStore::Keyring => "keyring",
+        }
+    }
+
+    /// Why this store cannot work on this platform, `None` when it can.
+    pub fn unsupported_here(self) -> Option<&'static str> {
+        match self {
+            SecretsStore::File => None,
+            SecretsStore::DpapiFile if cfg!(windows) => None,
+            SecretsStore::DpapiFile => {
+                Some("dpapi_file works on Windows only; use file or keyring")
+            }
+            SecretsStore::Keyring if cfg!(any(target_os = "linux", windows)) => None,
+            SecretsStore::Keyring => Some("keyring works on Linux and Windows only; use file"),
+        }
+    }
+
+    /// True for the stores that keep the secrets in a file next to the config.
+    pub fn is_file(self) -> bool {
+        matches!(self, SecretsStore::File | SecretsStore::DpapiFile)
+    }
+}
+
+impl std::fmt::Display for SecretsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The three identities the service uses; they differ in real tenants (a sign-in name that is
@@ -156,7 +205,7 @@ impl ServiceConfig {
             },
             smtp: MailServer::from(&profile.smtp),
             imap: MailServer::from(&profile.imap),
-            secrets: SecretsLocation { store: SecretsStore::File, path: None },
+            secrets: SecretsLocation::default(),
         }
     }
 
@@ -271,7 +320,7 @@ mod toml_date {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
 
     use super::*;
@@ -367,6 +416,48 @@ mod tests {
         let problem = parse(&text).expect_err("missing").parse_problem().cloned().expect("parse");
         assert_eq!(problem.kind, ParseProblemKind::MissingKey);
         assert_eq!(problem.key.as_deref(), Some("oauth.client_id"));
+    }
+
+    #[test]
+    fn an_unknown_store_names_the_key_the_allowed_values_and_the_line() {
+        let profile = microsoft_profile();
+        let config =
+            ServiceConfig::from_profile(&profile, &Identities::for_profile(&profile, None));
+        let text = toml::to_string(&config)
+            .expect("serialises")
+            .replace("store = \"file\"", "store = \"vault\"");
+        let line = text.lines().position(|l| l.starts_with("store =")).map(|i| i + 1);
+        let error = parse(&text).expect_err("unknown store");
+        let problem = error.parse_problem().cloned().expect("parse problem");
+        assert_eq!(problem.kind, ParseProblemKind::InvalidValue);
+        assert_eq!(problem.key.as_deref(), Some("secrets.store"));
+        assert_eq!(problem.line, line);
+        let message = problem.message.unwrap_or_default();
+        for allowed in ["`file`", "`dpapi_file`", "`keyring`"] {
+            assert!(message.contains(allowed), "{allowed} not named: {message}");
+        }
+        assert!(message.contains("`vault`"), "{message}");
+    }
+
+    #[test]
+    fn every_store_and_the_service_account_round_trip() {
+        let profile = microsoft_profile();
+        let mut config =
+            ServiceConfig::from_profile(&profile, &Identities::for_profile(&profile, None));
+        config.secrets.service_account = Some("NT SERVICE\\AlarmMailer".into());
+        for store in SecretsStore::ALL {
+            config.secrets.store = store;
+            let text = toml::to_string(&config).expect("serialises");
+            assert!(text.contains(&format!("store = \"{}\"", store.as_str())), "{text}");
+            assert!(text.contains(r"service_account = 'NT SERVICE\AlarmMailer'"), "{text}");
+            assert_eq!(parse(&text).expect("parses"), config);
+        }
+        assert_eq!(SecretsStore::File.unsupported_here(), None);
+        assert_eq!(
+            SecretsStore::DpapiFile.unsupported_here().is_some(),
+            !cfg!(windows),
+            "dpapi_file must be available on Windows and only there"
+        );
     }
 
     #[test]

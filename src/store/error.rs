@@ -9,6 +9,10 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use super::acl::AclProblem;
+use super::config::SecretsStore;
+use super::keyring_entry::{KeyringEntry, KeyringFailure};
+use super::sealed::FrameError;
 use crate::profile::FieldProblem;
 
 /// Which of the two files a problem is in.
@@ -156,9 +160,60 @@ pub enum StoreError {
     #[error("the config has invalid settings: {}", join_problems(problems))]
     InvalidSettings { problems: Vec<(String, FieldProblem)> },
 
+    /// Windows: the secrets file's DACL lets a broad group read, write or re-permission it.
+    #[error("secrets file {} is open to other users: {}", path.display(), acl_text(problem))]
+    SecretsAclTooOpen {
+        path: PathBuf,
+        problem: AclProblem,
+        /// `[secrets] service_account`, for the fix.
+        service_account: Option<String>,
+    },
+
+    /// Windows: `[secrets] service_account` names an account this machine does not know.
+    #[error("service account `{account}` ([secrets] service_account) is unknown here: {source}")]
+    ServiceAccountUnknown {
+        account: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// `[secrets] store` names a store that does not work on this platform.
+    #[error("{}: `secrets.store = \"{store}\"`: {}", at_line(config, *line),
+        store.unsupported_here().unwrap_or("not available here"))]
+    SecretsStoreUnsupported { config: PathBuf, line: Option<usize>, store: SecretsStore },
+
+    /// An encrypted (`dpapi_file`) secrets file cannot be opened, or encrypting failed.
+    #[error("secrets file {} cannot be used: {problem}", path.display())]
+    SecretsSealed { path: PathBuf, problem: FrameError },
+
+    /// The OS keyring failed.
+    #[error("keyring entry {entry}: {failure}")]
+    Keyring { entry: KeyringEntry, failure: KeyringFailure },
+
+    /// The OS keyring holds no entry for this setup.
+    #[error("the keyring holds no entry {entry}")]
+    KeyringEntryMissing { entry: KeyringEntry },
+
     /// There is no refresh token to work with (never signed in, or signed out).
     #[error("secrets file {} holds no refresh token", path.display())]
     NotSignedIn { path: PathBuf },
+}
+
+fn acl_text(problem: &AclProblem) -> String {
+    match problem {
+        AclProblem::NoDacl => "it has no DACL, so everyone has full control".to_owned(),
+        AclProblem::OpenTo { group, access, inherited } => format!(
+            "{group} may {access} it{}",
+            if *inherited { " (inherited from the folder)" } else { "" }
+        ),
+    }
+}
+
+fn at_line(path: &std::path::Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
+    }
 }
 
 fn join_problems(problems: &[(String, FieldProblem)]) -> String {
@@ -168,6 +223,15 @@ fn join_problems(problems: &[(String, FieldProblem)]) -> String {
 }
 
 impl StoreError {
+    /// True when the secrets are simply not there yet (no file, no keyring entry).
+    pub fn is_missing_secrets(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Missing { role: FileRole::Secrets, .. }
+                | StoreError::KeyringEntryMissing { .. }
+        )
+    }
+
     /// The parse problem, if this is one (also when wrapped in a refused save).
     pub fn parse_problem(&self) -> Option<&ParseProblem> {
         match self {

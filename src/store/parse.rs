@@ -181,6 +181,21 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// Line number of `key = ...` inside the `[table]` section, for problems found after parsing.
+pub(crate) fn line_of_table_key(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut current: Option<String> = None;
+    for (index, line) in text.lines().enumerate() {
+        if let Some(header) = header_name(line) {
+            current = Some(header);
+        } else if current.as_deref() == Some(table)
+            && line.split_once('=').is_some_and(|(name, _)| name.trim() == key)
+        {
+            return Some(index + 1);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

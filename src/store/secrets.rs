@@ -8,7 +8,9 @@
 //! - A refresh token is never replaced by nothing (BR-17): an empty or absent refresh token in
 //!   a token response or in the file counts as "none", and no write drops a stored one unless
 //!   [`Secrets::sign_out`] was called. An older refresh token never replaces a newer one.
-//! - On Unix the file is 0600 from its first byte and refused when looser.
+//! - On Unix the file is 0600 from its first byte and refused when looser. On Windows it gets a
+//!   protected DACL (SYSTEM, Administrators, the saving user, the service account) before its
+//!   first byte, and is refused when a broad group may read it (`store::acl`).
 
 use std::fs::File;
 use std::io::Read;
@@ -19,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::error::{FileRole, StoreError};
-use super::parse::{SCHEMA_VERSION, parse_versioned};
+use super::parse::SCHEMA_VERSION;
 use crate::oauth::{IdentityClaims, TokenSet};
 
 /// Everything secret about one setup, plus the token's run state.
@@ -277,14 +279,20 @@ where
     Ok(non_empty_string(d)?.map(ClientSecret::new))
 }
 
-/// Reads and parses the secrets file; `check_permissions` refuses a file other users can read.
+/// Reads and parses a secrets file, plain or sealed (backups, restores); `check_permissions`
+/// refuses a file other users can get at.
 pub(crate) fn read_secrets(path: &Path, check_permissions: bool) -> Result<Secrets, StoreError> {
-    let text = read_secrets_text(path, check_permissions)?;
-    parse_versioned(&text, path, FileRole::Secrets)
+    let bytes = read_secrets_bytes(path, check_permissions, None)?;
+    super::backend::decode_file(&bytes, path, super::backend::cipher())
 }
 
-/// The secrets file's text, after the permission checks.
-fn read_secrets_text(path: &Path, check_permissions: bool) -> Result<String, StoreError> {
+/// The secrets file's bytes, after the permission checks. `service_account` only names the
+/// account in a Windows fix.
+pub(crate) fn read_secrets_bytes(
+    path: &Path,
+    check_permissions: bool,
+    service_account: Option<&str>,
+) -> Result<Vec<u8>, StoreError> {
     let unreadable = |source| StoreError::Unreadable {
         role: FileRole::Secrets,
         path: path.to_path_buf(),
@@ -298,18 +306,22 @@ fn read_secrets_text(path: &Path, check_permissions: bool) -> Result<String, Sto
         Err(e) => return Err(unreadable(e)),
     };
     if check_permissions {
-        check_file_permissions(path, &file)?;
+        check_file_permissions(path, &file, service_account)?;
     }
 
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(unreadable)?;
-    Ok(text)
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(unreadable)?;
+    Ok(bytes)
 }
 
 /// Unix: refuses a secrets file readable or writable by group or others, and a folder every
 /// user may write to (they could swap the file). Checked on the open file, not the path.
 #[cfg(unix)]
-fn check_file_permissions(path: &Path, file: &File) -> Result<(), StoreError> {
+fn check_file_permissions(
+    path: &Path,
+    file: &File,
+    _service_account: Option<&str>,
+) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt;
 
     let unreadable = |source| StoreError::Unreadable {
@@ -330,9 +342,33 @@ fn check_file_permissions(path: &Path, file: &File) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// TODO(issue 4): check the file's ACL (service account and administrators only) on Windows.
-#[cfg(not(unix))]
-fn check_file_permissions(_path: &Path, _file: &File) -> Result<(), StoreError> {
+/// Windows: reads the open file's DACL and refuses one that lets Everyone, Users,
+/// Authenticated Users or INTERACTIVE read, write or re-permission it (`store::acl`).
+#[cfg(windows)]
+fn check_file_permissions(
+    path: &Path,
+    file: &File,
+    service_account: Option<&str>,
+) -> Result<(), StoreError> {
+    let dacl = super::windows::file_dacl(file).map_err(|source| StoreError::Unreadable {
+        role: FileRole::Secrets,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    super::acl::judge_dacl(dacl.as_deref()).map_err(|problem| StoreError::SecretsAclTooOpen {
+        path: path.to_path_buf(),
+        problem,
+        service_account: service_account.map(str::to_owned),
+    })
+}
+
+/// Other platforms (macOS and the like) are not targets of the service; nothing is checked.
+#[cfg(not(any(unix, windows)))]
+fn check_file_permissions(
+    _path: &Path,
+    _file: &File,
+    _service_account: Option<&str>,
+) -> Result<(), StoreError> {
     Ok(())
 }
 
@@ -341,6 +377,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::store::parse::parse_versioned;
 
     fn tokens(access: &str, refresh: Option<&str>, at: OffsetDateTime) -> TokenSet {
         TokenSet {
