@@ -7,100 +7,18 @@
 mod support;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use support::MailFixture;
+use support::site::{
+    MAILBOX, SiteConfig, assert_no_secret, login, mailgrant, output_text as text, secret_value,
+    secrets_path, secrets_table as secrets,
+};
 
-const MAILBOX: &str = "alarms@example.com";
-const SCOPES: &str = r#"["https://outlook.office.com/IMAP.AccessAsUser.All", "https://outlook.office.com/SMTP.Send", "offline_access", "openid", "profile", "email"]"#;
-
-/// Writes a custom-provider config pointing at the fixture; returns its path.
+/// `mailgrant.toml` on the fixture's servers with the given SMTP port and timeout.
 fn write_config(fx: &MailFixture, smtp_port: u16, timeout_secs: u64) -> PathBuf {
-    let path = fx.dir.path().join("site").join("mailgrant.toml");
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("config dir");
-    let text = format!(
-        r#"schema_version = 1
-mailbox = "{MAILBOX}"
-imap_user = "{MAILBOX}"
-smtp_user = "{MAILBOX}"
-from = "{MAILBOX}"
-test_recipient = "{MAILBOX}"
-timeout_secs = {timeout_secs}
-extra_ca_file = "{ca}"
-
-[oauth]
-provider = "custom"
-client_id = "{client_id}"
-authorize_url = "{authorize}"
-token_url = "{token}"
-scopes = {SCOPES}
-
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-security = "start_tls"
-
-[imap]
-host = "localhost"
-port = {imaps}
-security = "tls"
-
-[secrets]
-store = "file"
-"#,
-        ca = fx.ca_file.display(),
-        client_id = fx.client_id,
-        authorize = fx.authorize_url(),
-        token = fx.token_url(),
-        imaps = fx.imaps_port,
-    );
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-/// Runs the binary with the fixture's headless browser as `$BROWSER`.
-fn mailgrant(fx: &MailFixture, args: &[&str], config: &Path) -> Output {
-    let (browser, _log) = fx.browser_env();
-    Command::new(env!("CARGO_BIN_EXE_mailgrant"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("BROWSER", browser)
-        .env("RUST_LOG", "mailgrant=debug")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mailgrant")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn secrets_path(config: &Path) -> PathBuf {
-    config.with_file_name("mailgrant.secrets.toml")
-}
-
-fn secrets(config: &Path) -> toml::Table {
-    let text = std::fs::read_to_string(secrets_path(config)).expect("secrets file");
-    text.parse().expect("secrets parse")
-}
-
-fn secret_value(config: &Path, key: &str) -> String {
-    secrets(config).get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned()
-}
-
-/// Fails when any of `values` (at least 8 characters) appears in `haystack`.
-fn assert_no_secret(haystack: &str, values: &[String], what: &str) {
-    for value in values.iter().filter(|v| v.len() >= 8) {
-        assert!(!haystack.contains(value.as_str()), "a secret value leaked into {what}");
-    }
+    SiteConfig { smtp_port, timeout_secs, ..SiteConfig::on(fx) }.write(fx)
 }
 
 /// The page the browser showed: the script writes it after Chromium exits, which can be a
@@ -115,12 +33,6 @@ fn landing_page(fx: &MailFixture) -> String {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn login(fx: &MailFixture, config: &Path) -> Output {
-    let output = mailgrant(fx, &["login"], config);
-    assert!(output.status.success(), "login failed:\n{}", text(&output));
-    output
 }
 
 #[test]
@@ -168,6 +80,7 @@ fn login_check_round_trip_then_token_refreshes_and_rotates() {
         checks.iter().find(|c| c["id"] == id).map(|c| c["outcome"].clone()).unwrap_or_default()
     };
     for id in [
+        "preflight",
         "token_received",
         "scopes_granted",
         "signed_in_account",

@@ -9,6 +9,8 @@
 //! install, never a skipped test.
 #![allow(dead_code)]
 
+pub mod site;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
