@@ -653,8 +653,8 @@ fn starttls_missing_means_no_authentication() {
     assert!(d.fix.contains("587"), "{}", d.fix);
 }
 
-#[test]
-fn smtp_server_that_never_answers_times_out() {
+/// A server on 127.0.0.1 that accepts one connection and says nothing for 4 s.
+fn silent_server() -> (u16, thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let holder = thread::spawn(move || {
@@ -662,6 +662,12 @@ fn smtp_server_that_never_answers_times_out() {
         thread::sleep(Duration::from_secs(4));
         drop(socket);
     });
+    (port, holder)
+}
+
+#[test]
+fn smtp_server_that_never_answers_times_out() {
+    let (port, holder) = silent_server();
     let trust = TestPki::new("mailgrant test CA").trust();
     let token = long_token();
     let endpoint = ServerEndpoint { host: "127.0.0.1".into(), port, security: Security::StartTls };
@@ -940,13 +946,7 @@ fn imap_find_subject_polls_until_the_message_arrives() {
 
 #[test]
 fn imap_server_that_never_answers_times_out() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let holder = thread::spawn(move || {
-        let (socket, _) = listener.accept().expect("accept");
-        thread::sleep(Duration::from_secs(4));
-        drop(socket);
-    });
+    let (port, holder) = silent_server();
     let trust = TestPki::new("mailgrant test CA").trust();
     let token = long_token();
     let endpoint = ServerEndpoint { host: "127.0.0.1".into(), port, security: Security::Tls };
