@@ -5,20 +5,23 @@
 
 use std::collections::HashSet;
 
+use crate::gui::backups::{BackupList, BackupsAction, RestoreNote};
 use crate::gui::form::{self, FormFeedback};
-use crate::gui::jobs::Startup;
+use crate::gui::jobs::{SavedState, Startup, StatusJob, VerifyRequest};
 use crate::gui::log_pane::LogPane;
 use crate::gui::nav::{self, Progress, Step, View};
-use crate::gui::status::StatusData;
-use crate::gui::status::{StatusAction, StatusPanel};
+use crate::gui::sign_out::SignedOutNote;
+use crate::gui::status::{ActionOutcome, StatusAction, StatusData, StatusPanel};
+use crate::gui::support_bundle::BundleAction;
 use crate::gui::tasks::{Attempt, Reporter, SignInOutcome, TaskEvent, TaskRunner};
 use crate::gui::wizard::mailbox::{self, MailboxStep};
 use crate::gui::wizard::registration::{self, RegistrationStep};
 use crate::gui::wizard::save::{ExistingConfig, SaveAction, SaveContext, SaveStep};
 use crate::gui::wizard::sign_in::{SignInAction, SignInState, SignInStep, SignedIn};
-use crate::gui::wizard::verify::{VerifyAction, VerifyStep};
+use crate::gui::wizard::verify::{self, CheckRow, VerifyAction, VerifyStep};
 use crate::gui::{GuiOptions, jobs, theme};
 use crate::profile::{Field, ProfileForm};
+use crate::store::last_check::LastCheck;
 use crate::store::{ConfigPaths, StoredSetup};
 
 /// Something the operator asked for while the frame was drawn.
@@ -49,6 +52,9 @@ pub struct MailgrantApp {
     registration: RegistrationStep,
     mailbox: MailboxStep,
     sign_in: SignInStep,
+    /// The signed-in tokens are the ones saved at `paths` (opened from there, or saved):
+    /// refreshing them must then go through the store so the rotated token is kept on disk.
+    tokens_saved: bool,
     verify: VerifyStep,
     save: SaveStep,
     existing: ExistingConfig,
@@ -78,6 +84,7 @@ impl MailgrantApp {
             registration: RegistrationStep::default(),
             mailbox: MailboxStep,
             sign_in: SignInStep::default(),
+            tokens_saved: false,
             verify: VerifyStep::default(),
             save: SaveStep::default(),
             existing: ExistingConfig::None,
@@ -87,13 +94,19 @@ impl MailgrantApp {
             tasks: TaskRunner::new(ctx),
         };
         if let Some(paths) = &paths {
-            app.open_existing(jobs::load_existing(paths), &paths.config);
+            let last_check = jobs::recorded_check(paths);
+            app.open_existing(jobs::load_existing(paths), &paths.config, last_check.as_ref());
         }
         app
     }
 
     /// Shows what was found at the config path: a returning operator lands on the status view.
-    fn open_existing(&mut self, found: Startup, path: &std::path::Path) {
+    fn open_existing(
+        &mut self,
+        found: Startup,
+        path: &std::path::Path,
+        last_check: Option<&LastCheck>,
+    ) {
         let source = path.display().to_string();
         match found {
             Startup::Nothing => return,
@@ -101,7 +114,12 @@ impl MailgrantApp {
                 tracing::info!(config = %source, "opened saved setup");
                 self.form = setup.config.to_form_with_secret(&setup.secrets);
                 self.existing = ExistingConfig::Valid;
+                self.status.load_problem = None;
+                // Signed out, or no tokens stored: nothing to refresh or check with.
+                self.tokens_saved = false;
+                self.sign_in.state = SignInState::Idle;
                 if let Some(tokens) = setup.secrets.token_set() {
+                    self.tokens_saved = true;
                     let identities = setup.config.identities();
                     self.sign_in.state = SignInState::SignedIn(SignedIn {
                         account: tokens
@@ -114,15 +132,17 @@ impl MailgrantApp {
                         shared_mailbox_confirmed: identities.smtp_user != identities.imap_user,
                     });
                 }
-                self.status.data = Some(status_data(&setup));
+                self.status.data = Some(status_data(&setup, last_check));
             }
             Startup::SecretsUnusable { config, problem } => {
                 self.form = config.to_form();
                 self.existing = ExistingConfig::Valid;
+                self.status.data = None;
                 self.status.load_problem = Some(problem);
             }
             Startup::Broken(problem) => {
                 self.existing = ExistingConfig::Broken(problem.clone());
+                self.status.data = None;
                 self.status.load_problem = Some(problem);
             }
         }
@@ -153,6 +173,21 @@ impl MailgrantApp {
     /// Where the sign-in stands.
     pub fn sign_in_state(&self) -> &SignInState {
         &self.sign_in.state
+    }
+
+    /// The checklist rows of the Verify step, as shown.
+    pub fn verify_rows(&self) -> &[CheckRow] {
+        &self.verify.rows
+    }
+
+    /// True while the Verify step's checks run.
+    pub fn verify_running(&self) -> bool {
+        self.verify.running.is_some()
+    }
+
+    /// True while a status-view button's job runs.
+    pub fn status_busy(&self) -> bool {
+        self.status.busy.is_some()
     }
 
     /// Reports to this window exactly as a worker thread does.
@@ -289,7 +324,51 @@ impl MailgrantApp {
     }
 
     fn start_verify(&mut self) {
-        // Wired in once `verify::run` exists (see jobs.rs).
+        if self.verify.running.is_some() {
+            return;
+        }
+        let Ok((profile, _)) = self.form.validate() else {
+            self.view = View::Wizard(Step::Registration);
+            self.blocked = Some("Fix the settings before running the checks".to_owned());
+            return;
+        };
+        let SignInState::SignedIn(signed_in) = &self.sign_in.state else { return };
+        let Some(identities) = signed_in.identities(&profile.mailbox) else { return };
+        let request = VerifyRequest {
+            profile,
+            identities,
+            tokens: signed_in.tokens.clone(),
+            saved: if self.tokens_saved { self.paths.clone() } else { None },
+        };
+        let attempt = self.tasks.next_attempt();
+        self.verify.start(attempt);
+        tracing::info!(saved_setup = request.saved.is_some(), "verification requested");
+        if let Err(error) = jobs::verify(&self.tasks, attempt, request) {
+            tracing::error!(%error, "could not start the verification thread");
+            self.verify.reset();
+        }
+    }
+
+    /// Takes what a worker found on disk after it ran on the saved setup.
+    fn apply_saved_state(&mut self, saved: SavedState) {
+        match saved.setup {
+            Some(setup) => {
+                if self.tokens_saved
+                    && let SignInState::SignedIn(signed_in) = &mut self.sign_in.state
+                    && let Some(tokens) = setup.secrets.token_set()
+                {
+                    // The store may have rotated the refresh token: keep the wizard in step.
+                    signed_in.tokens = tokens;
+                }
+                self.status.data = Some(status_data(&setup, saved.last_check.as_ref()));
+            }
+            None => {
+                if let (Some(data), Some(last)) = (&mut self.status.data, &saved.last_check) {
+                    data.last_checks = verify::recorded_rows(last);
+                    data.last_checked_at = Some(last.started_at);
+                }
+            }
+        }
     }
 
     fn start_save(&mut self) {
@@ -306,6 +385,7 @@ impl MailgrantApp {
             identities,
             tokens: signed_in.tokens.clone(),
             overwrite_unparsable,
+            report: self.verify.report.clone(),
         };
         let attempt = self.tasks.next_attempt();
         self.save.saving = true;
@@ -318,8 +398,165 @@ impl MailgrantApp {
     }
 
     fn status_action(&mut self, action: StatusAction) {
-        if action == StatusAction::SignInAgain {
-            self.sign_in_action(SignInAction::Start);
+        let job = match action {
+            StatusAction::SignInAgain => return self.sign_in_action(SignInAction::Start),
+            StatusAction::SendTestEmail { to } => StatusJob::SendTestEmail { to },
+            StatusAction::CheckInbox => StatusJob::CheckInbox,
+            StatusAction::RefreshNow => StatusJob::RefreshNow,
+            StatusAction::SignOut => return self.start_sign_out(),
+            StatusAction::Backups(BackupsAction::List) => return self.start_list_backups(),
+            StatusAction::Backups(BackupsAction::Restore(number)) => {
+                return self.start_restore(number);
+            }
+            StatusAction::Bundle(BundleAction::Open) => return self.open_bundle(),
+            StatusAction::Bundle(BundleAction::Write(out)) => return self.start_bundle(out),
+        };
+        let Some(paths) = self.paths.clone() else { return };
+        if self.status.job_running() {
+            return;
+        }
+        let attempt = self.tasks.next_attempt();
+        self.status.busy = Some(attempt);
+        self.status.last_outcome = None;
+        self.status.action_rows = job.check().map(CheckRow::waiting).into_iter().collect();
+        tracing::info!(job = job.title(), "status action requested");
+        if let Err(error) = jobs::status_job(&self.tasks, attempt, paths, job) {
+            tracing::error!(%error, "could not start the status thread");
+            self.status.busy = None;
+        }
+    }
+
+    fn start_list_backups(&mut self) {
+        let Some(paths) = self.paths.clone() else { return };
+        let attempt = self.tasks.next_attempt();
+        self.status.backups.list = BackupList::Loading(attempt);
+        if let Err(error) = jobs::list_backups(&self.tasks, attempt, paths) {
+            tracing::error!(%error, "could not start the backup listing thread");
+            self.status.backups.list = BackupList::Stale;
+        }
+    }
+
+    fn start_restore(&mut self, number: u32) {
+        let Some(paths) = self.paths.clone() else { return };
+        if self.status.job_running() {
+            return;
+        }
+        let attempt = self.tasks.next_attempt();
+        self.status.backups.restoring = Some(attempt);
+        self.status.backups.last_restore = None;
+        tracing::info!(number, "restore of a backup confirmed");
+        if let Err(error) = jobs::restore_backup(&self.tasks, attempt, paths, number) {
+            tracing::error!(%error, "could not start the restore thread");
+            self.status.backups.restoring = None;
+        }
+    }
+
+    fn start_sign_out(&mut self) {
+        let Some(paths) = self.paths.clone() else { return };
+        if self.status.job_running() {
+            return;
+        }
+        let attempt = self.tasks.next_attempt();
+        self.status.sign_out.running = Some(attempt);
+        self.status.sign_out.outcome = None;
+        tracing::info!("sign-out confirmed");
+        if let Err(error) = jobs::sign_out(&self.tasks, attempt, paths) {
+            tracing::error!(%error, "could not start the sign-out thread");
+            self.status.sign_out.running = None;
+        }
+    }
+
+    /// Opens the bundle's path field with a fresh default file name.
+    fn open_bundle(&mut self) {
+        let Some(paths) = &self.paths else { return };
+        let path = jobs::default_bundle_path(paths, time::OffsetDateTime::now_utc());
+        self.status.bundle.path = path.display().to_string();
+        self.status.bundle.open = true;
+        self.status.bundle.outcome = None;
+    }
+
+    fn start_bundle(&mut self, out: std::path::PathBuf) {
+        let Some(paths) = self.paths.clone() else { return };
+        if self.status.bundle.writing.is_some() {
+            return;
+        }
+        let attempt = self.tasks.next_attempt();
+        self.status.bundle.writing = Some(attempt);
+        self.status.bundle.outcome = None;
+        if let Err(error) = jobs::write_bundle(&self.tasks, attempt, paths, out) {
+            tracing::error!(%error, "could not start the bundle thread");
+            self.status.bundle.writing = None;
+        }
+    }
+
+    /// Shows the setup as a job left it on disk (after a restore or a sign-out).
+    fn reopen(&mut self, startup: Startup, last_check: Option<&LastCheck>) {
+        let Some(paths) = self.paths.clone() else { return };
+        if self.verify.running.is_none() {
+            self.verify.reset();
+        }
+        self.save.result = None;
+        self.open_existing(startup, &paths.config, last_check);
+        self.status.backups.list = BackupList::Stale;
+    }
+
+    /// Applies a report of the backups, sign-out or bundle jobs.
+    fn handle_maintenance_event(&mut self, event: TaskEvent) {
+        match event {
+            TaskEvent::BackupsListed { attempt, result } => {
+                if matches!(self.status.backups.list, BackupList::Loading(a) if a == attempt) {
+                    self.status.backups.list = match result {
+                        Ok(backups) => BackupList::Loaded(backups),
+                        Err(d) => BackupList::Failed(d),
+                    };
+                }
+            }
+            TaskEvent::RestoreFinished { attempt, result } => {
+                if self.status.backups.restoring != Some(attempt) {
+                    return;
+                }
+                self.status.backups.restoring = None;
+                self.status.backups.last_restore = Some(match result {
+                    Ok(restored) => {
+                        let restored = *restored;
+                        self.reopen(restored.startup, restored.last_check.as_ref());
+                        Ok(RestoreNote {
+                            number: restored.number,
+                            previous_backup: restored.previous_backup,
+                            kept_newer_refresh_token: restored.kept_newer_refresh_token,
+                        })
+                    }
+                    Err(d) => Err(d),
+                });
+            }
+            TaskEvent::SignOutFinished { attempt, result } => {
+                if self.status.sign_out.running != Some(attempt) {
+                    return;
+                }
+                self.status.sign_out.running = None;
+                self.status.sign_out.outcome = Some(match result {
+                    Ok(signed_out) => {
+                        let signed_out = *signed_out;
+                        self.reopen(signed_out.startup, signed_out.last_check.as_ref());
+                        Ok(SignedOutNote {
+                            done: signed_out.done,
+                            revoke_instructions: signed_out.revoke_instructions,
+                        })
+                    }
+                    Err(d) => Err(d),
+                });
+            }
+            TaskEvent::BundleWritten { attempt, result } => {
+                if self.status.bundle.writing != Some(attempt) {
+                    return;
+                }
+                self.status.bundle.writing = None;
+                if result.is_ok() {
+                    self.status.bundle.open = false;
+                }
+                self.status.bundle.outcome = Some(result);
+            }
+            other => tracing::debug!(event = ?other, "not a maintenance report"),
         }
     }
 
@@ -355,21 +592,60 @@ impl MailgrantApp {
                 }
                 self.save.saving = false;
                 self.save.result = Some(match result {
-                    Ok((path, setup)) => {
+                    Ok(saved) => {
                         self.existing = ExistingConfig::Valid;
                         self.save.confirm_replace_broken = false;
                         self.progress.set_done(Step::Save, true);
-                        let mut data = status_data(&setup);
-                        data.last_checks = self.verify.rows.clone();
-                        data.last_checked_at = self.verify.finished_at;
-                        self.status.data = Some(data);
+                        self.tokens_saved = true;
+                        self.apply_saved_state(SavedState {
+                            setup: Some(saved.setup),
+                            last_check: saved.last_check,
+                        });
                         self.status.load_problem = None;
-                        self.status.source = Some(path.display().to_string());
-                        Ok(path)
+                        self.status.source = Some(saved.path.display().to_string());
+                        // The save kept the replaced files as a new backup.
+                        self.status.backups.list = BackupList::Stale;
+                        Ok(saved.path)
                     }
                     Err(diagnosis) => Err(diagnosis),
                 });
             }
+            TaskEvent::CheckProgress { attempt, result } => {
+                let row = CheckRow::from_result(&result);
+                if self.verify.running == Some(attempt) {
+                    self.verify.upsert(row);
+                } else if self.status.busy == Some(attempt) {
+                    self.status.action_rows = vec![row];
+                }
+            }
+            TaskEvent::VerifyFinished { attempt, result } => {
+                if self.verify.running != Some(attempt) {
+                    return;
+                }
+                self.verify.running = None;
+                match result {
+                    Ok(done) => self.verify_finished(*done),
+                    Err(problem) => {
+                        tracing::warn!(diagnosis = problem.id, "verification could not start");
+                        self.verify.rows.clear();
+                        self.verify.problem = Some(problem);
+                    }
+                }
+            }
+            TaskEvent::StatusFinished { attempt, outcome } => {
+                if self.status.busy != Some(attempt) {
+                    return;
+                }
+                self.status.busy = None;
+                let outcome = *outcome;
+                self.status.last_outcome =
+                    Some(ActionOutcome { title: outcome.title.to_owned(), result: outcome.result });
+                self.apply_saved_state(outcome.saved);
+            }
+            event @ (TaskEvent::BackupsListed { .. }
+            | TaskEvent::RestoreFinished { .. }
+            | TaskEvent::SignOutFinished { .. }
+            | TaskEvent::BundleWritten { .. }) => self.handle_maintenance_event(event),
             TaskEvent::SignInFinished { attempt, outcome } => {
                 let current = match &self.sign_in.state {
                     SignInState::Starting { attempt: a }
@@ -385,6 +661,7 @@ impl MailgrantApp {
                         let account =
                             tokens.identity.as_ref().and_then(|i| i.account()).map(str::to_owned);
                         tracing::info!(account = account.as_deref(), "signed in");
+                        self.tokens_saved = false;
                         SignInState::SignedIn(SignedIn {
                             tokens: *tokens,
                             account,
@@ -398,6 +675,21 @@ impl MailgrantApp {
                     }
                 };
             }
+        }
+    }
+
+    fn verify_finished(&mut self, done: jobs::VerifyDone) {
+        let jobs::VerifyDone { report, tokens, saved } = done;
+        self.verify.rows = report.checks.iter().map(CheckRow::from_result).collect();
+        self.verify.all_passed = Some(report.all_passed());
+        self.verify.finished_at = Some(time::OffsetDateTime::now_utc());
+        self.verify.report = Some(report);
+        if let SignInState::SignedIn(signed_in) = &mut self.sign_in.state {
+            // The refresh check may have rotated the refresh token: Save writes the new one.
+            signed_in.tokens = tokens;
+        }
+        if let Some(saved) = saved {
+            self.apply_saved_state(saved);
         }
     }
 
@@ -426,7 +718,8 @@ impl MailgrantApp {
                 }
             }
             Step::Verify => {
-                if let Some(action) = self.verify.ui(ui, jobs::VERIFY_AVAILABLE) {
+                let signed_in = self.sign_in.is_complete(self.form.mailbox.trim());
+                if let Some(action) = self.verify.ui(ui, signed_in) {
                     actions.push(Action::Verify(action));
                 }
             }
@@ -497,7 +790,9 @@ impl eframe::App for MailgrantApp {
             egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| match self.view {
                 View::Wizard(step) => self.wizard_ui(ui, step, &mut actions),
                 View::Status => {
-                    if let Some(action) = self.status.ui(ui, jobs::STATUS_ACTIONS_AVAILABLE) {
+                    let available = self.paths.is_some() && self.tokens_saved;
+                    let config_dir = self.paths.as_ref().map(ConfigPaths::dir);
+                    if let Some(action) = self.status.ui(ui, available, config_dir.as_deref()) {
                         actions.push(Action::Status(action));
                     }
                 }
@@ -511,20 +806,18 @@ impl eframe::App for MailgrantApp {
     }
 }
 
-/// What the status view shows for a stored setup.
-fn status_data(setup: &StoredSetup) -> StatusData {
+/// What the status view shows for a stored setup and its recorded checks.
+fn status_data(setup: &StoredSetup, last_check: Option<&LastCheck>) -> StatusData {
     let (config, secrets) = (&setup.config, &setup.secrets);
     StatusData {
         account: secrets.signed_in_account.clone(),
         mailbox: config.mailbox.clone(),
         test_recipient: config.test_recipient.clone(),
         granted_scopes: secrets.granted_scopes.clone(),
-        access_expires_at: secrets.access_expires_at,
-        has_refresh_token: secrets.has_refresh_token(),
-        refresh_obtained_at: secrets.refresh_token_issued_at,
-        refresh_last_used_at: secrets.refresh_token_last_used_at,
-        last_checks: Vec::new(),
-        last_checked_at: None,
+        config: config.clone(),
+        secrets: secrets.clone(),
+        last_checks: last_check.map(verify::recorded_rows).unwrap_or_default(),
+        last_checked_at: last_check.map(|l| l.started_at),
     }
 }
 

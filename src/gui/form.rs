@@ -63,10 +63,14 @@ pub struct RowStyle<'s> {
     pub masked: bool,
     /// Show "(optional)" after the field.
     pub optional: bool,
+    /// Long values (URLs, scope lists): as wide as the pane allows, wrapped over two lines.
+    pub long: bool,
 }
 
 /// Width of text inputs.
 pub const INPUT_WIDTH: f32 = 380.0;
+/// Widest a long input grows.
+const LONG_INPUT_WIDTH: f32 = 640.0;
 
 /// One grid row: the field's label, its input (named by the label) and its problems below.
 pub fn text_row(
@@ -81,10 +85,13 @@ pub fn text_row(
         .vertical(|ui| {
             let response = ui
                 .horizontal(|ui| {
-                    let edit = egui::TextEdit::singleline(value)
-                        .hint_text(style.hint)
-                        .password(style.masked)
-                        .desired_width(INPUT_WIDTH);
+                    let edit = if style.long {
+                        let width = ui.available_width().clamp(INPUT_WIDTH, LONG_INPUT_WIDTH);
+                        egui::TextEdit::multiline(value).desired_rows(2).desired_width(width)
+                    } else {
+                        egui::TextEdit::singleline(value).desired_width(INPUT_WIDTH)
+                    };
+                    let edit = edit.hint_text(style.hint).password(style.masked);
                     let response = ui.add(edit).labelled_by(label.id);
                     if style.optional {
                         ui.weak("(optional)");

@@ -80,6 +80,8 @@ pub fn line(ui: &mut egui::Ui, icon: Icon, text: impl Into<String>) {
     };
     ui.horizontal(|ui| {
         self::ui(ui, icon);
-        ui.add(egui::Label::new(egui::RichText::new(text.into()).color(color)).wrap());
+        let text: String = text.into();
+        let text = egui::RichText::new(theme::drawable(&text)).color(color);
+        ui.add(egui::Label::new(text).wrap());
     });
 }

@@ -8,15 +8,19 @@
 //! idle window uses no CPU.
 
 mod app;
+mod backups;
 mod diagnosis;
 mod form;
 mod icons;
 mod jobs;
 mod log_pane;
 mod nav;
+mod sign_out;
 mod status;
+mod support_bundle;
 pub mod tasks;
 mod theme;
+mod token_health;
 pub mod wizard;
 
 use std::path::PathBuf;

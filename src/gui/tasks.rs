@@ -5,11 +5,15 @@
 //! Every report carries the attempt number it belongs to; the app ignores reports from an
 //! attempt it has since abandoned (a cancelled sign-in that answers late, for example).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use crate::diagnose::Diagnosis;
+use crate::gui::jobs::{Restored, SignedOut, StatusOutcome, VerifyResult};
 use crate::oauth::TokenSet;
+use crate::store::BackupInfo;
+use crate::verify::CheckResult;
 
 /// Identifies one run of a job, so late reports from an abandoned run can be dropped.
 pub type Attempt = u64;
@@ -63,6 +67,20 @@ pub enum TaskEvent {
     SignInFinished { attempt: Attempt, outcome: SignInOutcome },
     /// A save finished: where it wrote and what, or why it failed.
     SaveFinished { attempt: Attempt, result: crate::gui::jobs::SaveResult },
+    /// One check of a verification run (wizard or status view) started or ended.
+    CheckProgress { attempt: Attempt, result: Box<CheckResult> },
+    /// The wizard's verification run finished.
+    VerifyFinished { attempt: Attempt, result: VerifyResult },
+    /// A status-view button's job finished.
+    StatusFinished { attempt: Attempt, outcome: Box<StatusOutcome> },
+    /// The numbered backups were listed, oldest first.
+    BackupsListed { attempt: Attempt, result: Result<Vec<BackupInfo>, Diagnosis> },
+    /// A backup was put back (or why not).
+    RestoreFinished { attempt: Attempt, result: Result<Box<Restored>, Diagnosis> },
+    /// The stored tokens were removed (or why not).
+    SignOutFinished { attempt: Attempt, result: Result<Box<SignedOut>, Diagnosis> },
+    /// The support bundle was written to this path (or why not).
+    BundleWritten { attempt: Attempt, result: Result<PathBuf, Diagnosis> },
 }
 
 /// Sends reports to the window and wakes it.

@@ -38,3 +38,35 @@ pub fn error_color(ui: &egui::Ui) -> Color32 {
 pub fn warning_color(ui: &egui::Ui) -> Color32 {
     ui.visuals().warn_fg_color
 }
+
+/// Text from the library made drawable with egui's bundled fonts, which have no arrow glyph
+/// (it would show as a box): `→` becomes `>`, so a menu path such as "Entra admin center >
+/// App registrations" reads the same. Copy buttons keep the original text.
+pub fn drawable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('→') {
+        std::borrow::Cow::Owned(text.replace('→', ">"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every non-ASCII character in mailgrant's operator text, as `drawable` leaves it.
+    const OPERATOR_TEXT: &str = "→ … – — ü é ß";
+
+    #[test]
+    fn every_character_of_operator_text_can_be_drawn_with_the_bundled_fonts() {
+        let ctx = egui::Context::default();
+        ctx.set_missing_glyph_policy(egui::MissingGlyphPolicy::Panic);
+        let text = drawable(OPERATOR_TEXT);
+        let mut output = ctx.run_ui(egui::RawInput::default(), |ui| {
+            apply(ui.ctx());
+            ui.label(text.as_ref());
+        });
+        output.textures_delta.clear();
+        assert_eq!(drawable("a → b"), "a > b");
+    }
+}

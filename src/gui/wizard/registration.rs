@@ -59,10 +59,11 @@ impl RegistrationStep {
                     form::text_row(ui, feedback, Field::Tenant, &mut form.tenant, style);
                 }
                 ProviderKind::Custom => {
-                    let url = RowStyle { hint: "https://…", ..RowStyle::default() };
+                    let url = RowStyle { hint: "https://…", long: true, ..RowStyle::default() };
                     form::text_row(ui, feedback, Field::AuthorizeUrl, &mut form.authorize_url, url);
                     form::text_row(ui, feedback, Field::TokenUrl, &mut form.token_url, url);
-                    let scopes = RowStyle { hint: "space separated", ..RowStyle::default() };
+                    let scopes =
+                        RowStyle { hint: "space separated", long: true, ..RowStyle::default() };
                     form::text_row(ui, feedback, Field::Scopes, &mut form.scopes, scopes);
                 }
             }

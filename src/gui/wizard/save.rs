@@ -79,11 +79,14 @@ impl SaveStep {
             diagnosis::ui(ui, d);
             ui.checkbox(&mut self.confirm_replace_broken, "Replace that file (a backup is kept)");
             allowed &= self.confirm_replace_broken;
-        } else if *context.existing == ExistingConfig::Valid {
+        } else if *context.existing == ExistingConfig::Valid && self.result.is_none() {
             ui.weak("A config is already there; the old one is kept as a backup");
         }
 
-        if context.all_passed != Some(true) {
+        if context.all_passed == Some(true) {
+            ui.add_space(6.0);
+            icons::line(ui, Icon::Passed, "Every check passed on the real servers");
+        } else {
             ui.add_space(6.0);
             let why = match context.all_passed {
                 None => "The checks have not run",
@@ -106,6 +109,10 @@ impl SaveStep {
         match &self.result {
             Some(Ok(path)) => {
                 icons::line(ui, Icon::Passed, format!("Saved to {}", path.display()));
+                ui.label(
+                    "Point the alarm service at this file. Status, on the left, shows the token \
+                     and the last checks",
+                );
             }
             Some(Err(d)) => diagnosis::ui(ui, d),
             None => {}

@@ -247,6 +247,8 @@ fn signed_in_ui(
         });
     } else {
         ui.add_space(6.0);
+        ui.label("Go on with Next to prove each permission on the mail servers");
+        ui.add_space(6.0);
         if ui.add_enabled(available, egui::Button::new("Sign in again…")).clicked() {
             action = Some(SignInAction::Start);
         }
