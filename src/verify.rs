@@ -453,7 +453,13 @@ fn check_imap(input: &VerifyInput<'_>) -> (Outcome, String) {
         &input.tokens.access_token,
         input.profile.timeout,
     ) {
-        Ok(status) => (Outcome::Passed, format!("INBOX of {user} has {} messages", status.exists)),
+        Ok(status) => {
+            let count = match status.exists {
+                1 => "1 message".to_owned(),
+                n => format!("{n} messages"),
+            };
+            (Outcome::Passed, format!("INBOX of {user} has {count}"))
+        }
         Err(e) => {
             (Outcome::Failed(diagnose::mail::imap(&e, &mail_context(input, user))), String::new())
         }

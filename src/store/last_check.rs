@@ -25,9 +25,12 @@ pub struct RecordedCheck {
     pub outcome: String,
     /// What was seen.
     pub summary: String,
-    /// Diagnosis id, summary and fix when the check did not simply pass.
+    /// Diagnosis id, summary, cause and fix when the check did not simply pass.
     pub diagnosis_id: Option<String>,
     pub diagnosis: Option<String>,
+    /// Absent in records written before causes were kept.
+    #[serde(default)]
+    pub cause: Option<String>,
     pub fix: Option<String>,
     pub duration_ms: u64,
 }
@@ -67,6 +70,7 @@ impl LastCheck {
                     summary: c.summary.clone(),
                     diagnosis_id: diagnosis.map(|d| d.id.to_owned()),
                     diagnosis: diagnosis.map(|d| d.summary.clone()),
+                    cause: diagnosis.map(|d| d.cause.clone()),
                     fix: diagnosis.map(|d| d.fix.clone()),
                     duration_ms: u64::try_from(c.duration.as_millis()).unwrap_or(u64::MAX),
                 }

@@ -197,7 +197,10 @@ impl Secrets {
 
     /// Brings `self` (about to be written) in line with what is on disk so no write loses a
     /// live refresh token: without `sign_out`, a missing refresh token or one issued before the
-    /// one on disk gives way to the disk's token chain. Returns true when the disk's was kept.
+    /// one on disk gives way to the disk's token chain, with the account and scopes that belong
+    /// to it. A token of another account is a different grant written on purpose (a restored
+    /// backup, a sign-in as someone else) and is never replaced. Returns true when the disk's
+    /// chain was kept.
     pub(crate) fn keep_live_token(&mut self, on_disk: &Secrets) -> bool {
         if self.signed_out || !on_disk.has_refresh_token() {
             return false;
@@ -205,6 +208,7 @@ impl Secrets {
         let newer_on_disk = match (self.has_refresh_token(), &self.refresh_token) {
             (false, _) => true,
             (true, Some(mine)) if mine.secret() == on_disk.secret_refresh() => false,
+            (true, _) if self.other_account_than(on_disk) => false,
             (true, _) => matches!(
                 (self.refresh_token_issued_at, on_disk.refresh_token_issued_at),
                 (Some(mine), Some(theirs)) if theirs > mine
@@ -217,8 +221,18 @@ impl Secrets {
             self.access_token = on_disk.access_token.clone();
             self.access_expires_at = on_disk.access_expires_at;
             self.needs_sign_in = on_disk.needs_sign_in.clone();
+            self.granted_scopes = on_disk.granted_scopes.clone();
+            self.signed_in_account = on_disk.signed_in_account.clone();
         }
         newer_on_disk
+    }
+
+    /// Both name their signed-in account and the two differ (case does not count).
+    fn other_account_than(&self, other: &Secrets) -> bool {
+        match (&self.signed_in_account, &other.signed_in_account) {
+            (Some(mine), Some(theirs)) => !mine.eq_ignore_ascii_case(theirs),
+            _ => false,
+        }
     }
 
     fn secret_refresh(&self) -> &str {
@@ -456,6 +470,29 @@ mod tests {
         out.sign_out();
         assert!(!out.keep_live_token(&disk));
         assert!(out.refresh_token.is_none());
+    }
+
+    #[test]
+    fn another_accounts_token_is_never_replaced_and_a_kept_chain_brings_its_account() {
+        let t0 = datetime!(2025-01-01 00:00 UTC);
+        let mut other = tokens("AT-B", Some("RT-B"), t0 + Duration::hours(3));
+        other.identity = Some(IdentityClaims {
+            preferred_username: Some("someone-else@example.com".into()),
+            ..IdentityClaims::default()
+        });
+        let disk = Secrets::from_sign_in(&other, None);
+
+        // A restored backup of the first account: older, but a different grant.
+        let mut backup = Secrets::from_sign_in(&tokens("AT-A", Some("RT-A"), t0), None);
+        assert!(!backup.keep_live_token(&disk));
+        assert_eq!(refresh_of(&backup), Some("RT-A"));
+        assert_eq!(backup.signed_in_account.as_deref(), Some("operator@example.com"));
+
+        // Nothing to write of its own: the disk's chain is kept whole, account included.
+        let mut empty = Secrets::default();
+        assert!(empty.keep_live_token(&disk));
+        assert_eq!(refresh_of(&empty), Some("RT-B"));
+        assert_eq!(empty.signed_in_account.as_deref(), Some("someone-else@example.com"));
     }
 
     #[test]
