@@ -175,7 +175,9 @@ fn access_denied_callback_is_reported_in_plain_words() {
     let output = mailgrant(&fx, &["login"], &config);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.to_lowercase().contains("consent") || stderr.contains("declined"), "{stderr}");
+    // AADSTS65004 is consent-declined: its summary and fix, in the operator's words.
+    assert!(stderr.contains("The permissions page was declined"), "{stderr}");
+    assert!(stderr.contains("Fix: Sign in again and accept the permissions"), "{stderr}");
     assert!(!secrets_path(&config).exists());
 }
 

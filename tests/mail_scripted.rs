@@ -23,7 +23,9 @@ use mailgrant::profile::ServerEndpoint;
 use mailgrant::provider::Security;
 use mailgrant::trust::Trust;
 use oauth2::AccessToken;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
@@ -41,6 +43,11 @@ struct TestPki {
 
 impl TestPki {
     fn new(ca_name: &str) -> TestPki {
+        TestPki::with_leaf(ca_name, Leaf::default())
+    }
+
+    /// A PKI whose leaf differs from the usual one as `leaf` says.
+    fn with_leaf(ca_name: &str, leaf: Leaf) -> TestPki {
         let ca_key = KeyPair::generate().expect("ca key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -49,9 +56,15 @@ impl TestPki {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let leaf_key = KeyPair::generate().expect("leaf key");
-        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let names = leaf.names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
         let mut leaf_params = CertificateParams::new(names).expect("leaf params");
-        leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
+        leaf_params.distinguished_name.push(DnType::CommonName, leaf.names[0]);
+        let now = time::OffsetDateTime::now_utc();
+        leaf_params.not_before = now + time::Duration::days(leaf.from_days);
+        leaf_params.not_after = now + time::Duration::days(leaf.until_days);
+        if leaf.client_only {
+            leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
         let leaf = leaf_params.signed_by(&leaf_key, &issuer).expect("leaf cert");
 
         let dir = tempfile::tempdir().expect("tempdir");
@@ -72,6 +85,26 @@ impl TestPki {
 
     fn trust(&self) -> Trust {
         Trust::load(Some(&self.ca_file)).expect("trust")
+    }
+}
+
+/// How the server's certificate is made: its names, its validity in days from now, and
+/// whether it is (wrongly) made for clients only.
+struct Leaf {
+    names: &'static [&'static str],
+    from_days: i64,
+    until_days: i64,
+    client_only: bool,
+}
+
+impl Default for Leaf {
+    fn default() -> Leaf {
+        Leaf {
+            names: &["localhost", "127.0.0.1"],
+            from_days: -1,
+            until_days: 300,
+            client_only: false,
+        }
     }
 }
 
@@ -966,4 +999,370 @@ fn imap_server_that_never_answers_times_out() {
         other => panic!("expected a timeout, got {other}"),
     }
     assert_eq!(check_imap_error(&error, &context(MAILBOX), &token).id, "net-timeout");
+}
+
+// --- SMTP refusals after the greeting ----------------------------------------------------------
+
+/// Greeting, STARTTLS, XOAUTH2 in two steps, accepted.
+fn smtp_signed_in(peer: &mut Peer) {
+    smtp_up_to_auth(peer, true, "AUTH LOGIN XOAUTH2");
+    smtp_two_step(peer);
+    peer.send("235 2.7.0 Authentication successful");
+}
+
+/// Runs one SMTP send against `script` and returns the error and what the server received.
+fn smtp_failure(script: impl FnOnce(&mut Peer) + Send + 'static) -> (SmtpError, Vec<String>) {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let server = Server::start(&pki, Security::StartTls, script);
+    let message = message(MAILBOX, MAILBOX);
+    let error =
+        send_test_message(&server.endpoint, &pki.trust(), MAILBOX, &token, &message, TIMEOUT)
+            .expect_err("the server refuses");
+    (error, server.received())
+}
+
+#[test]
+fn smtp_greeting_refused_names_the_host_and_the_network() {
+    let token = long_token();
+    let (error, received) = smtp_failure(|peer| {
+        peer.send("554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using Spamhaus");
+        while peer.recv().is_some() {}
+    });
+    assert!(!received.iter().any(|l| l.starts_with("AUTH")), "{received:?}");
+    let d = check_smtp_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "smtp-greeting-refused");
+    assert!(d.fix.contains("ask the mail admin whether this network may submit"), "{}", d.fix);
+    assert!(d.details.iter().any(|l| l.contains("Spamhaus")), "{:?}", d.details);
+}
+
+#[test]
+fn smtp_without_xoauth2_lists_what_it_offers_and_sends_no_token() {
+    let token = long_token();
+    let (error, received) = smtp_failure(|peer| {
+        smtp_up_to_auth(peer, true, "AUTH LOGIN PLAIN");
+        while peer.recv().is_some() {}
+    });
+    assert!(matches!(&error, SmtpError::Xoauth2NotOffered { .. }), "{error}");
+    assert!(!received.iter().any(|l| l.starts_with("AUTH")), "{received:?}");
+    let d = check_smtp_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "smtp-xoauth2-not-offered");
+    assert!(d.cause.contains("LOGIN PLAIN"), "{}", d.cause);
+    assert!(d.fix.contains("smtp.office365.com, 587, STARTTLS"), "{}", d.fix);
+}
+
+#[test]
+fn smtp_sender_rejected_names_send_as_rights() {
+    let token = long_token();
+    let (error, _) = smtp_failure(|peer| {
+        smtp_signed_in(peer);
+        peer.expect("MAIL FROM:");
+        peer.send("553 5.7.1 <alarms@example.com>: Sender address rejected: not owned by user");
+        while peer.recv().is_some() {}
+    });
+    let d = check_smtp_error(&error, &context("operator@example.com"), &token);
+    assert_eq!(d.id, "smtp-sender-rejected");
+    assert!(d.summary.contains("not sent"), "{}", d.summary);
+    assert!(d.fix.contains("ask the admin for Send As rights"), "{}", d.fix);
+    assert!(d.fix.contains("operator@example.com"), "{}", d.fix);
+}
+
+#[test]
+fn smtp_recipient_rejected_names_the_test_recipient() {
+    let token = long_token();
+    let (error, received) = smtp_failure(|peer| {
+        smtp_signed_in(peer);
+        peer.expect("MAIL FROM:");
+        peer.send("250 2.1.0 Sender OK");
+        peer.expect("RCPT TO:");
+        peer.send("550 5.1.1 <alarms@example.com>: Recipient address rejected: User unknown");
+        while peer.recv().is_some() {}
+    });
+    assert!(!received.iter().any(|l| l == "DATA"), "nothing is sent: {received:?}");
+    let d = check_smtp_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "smtp-recipient-rejected");
+    assert!(d.fix.contains("Check the test recipient"), "{}", d.fix);
+}
+
+#[test]
+fn smtp_temporary_refusal_is_transient_and_says_try_again() {
+    let token = long_token();
+    let (error, _) = smtp_failure(|peer| {
+        smtp_signed_in(peer);
+        peer.expect("MAIL FROM:");
+        peer.send("250 2.1.0 Sender OK");
+        peer.expect("RCPT TO:");
+        peer.send("451 4.7.500 Server busy. Please try again later.");
+        while peer.recv().is_some() {}
+    });
+    assert!(error.is_transient(), "{error}");
+    let d = check_smtp_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "smtp-temporary-failure");
+    assert_eq!(d.retry, mailgrant::diagnose::Retry::Transient);
+    assert!(d.fix.contains("Try again in a few minutes"), "{}", d.fix);
+}
+
+// --- IMAP refusals -----------------------------------------------------------------------------
+
+#[test]
+fn imap_select_refused_names_the_mailbox_and_full_access() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let server = Server::start(&pki, Security::Tls, |peer| {
+        peer.send("* OK The Microsoft Exchange IMAP4 service is ready.");
+        let (tag, _) = imap_authenticate(peer);
+        peer.send(&format!("{tag} OK AUTHENTICATE completed."));
+        let tag = tagged(peer, "SELECT \"INBOX\"");
+        peer.send(&format!("{tag} NO [NONEXISTENT] Mailbox doesn't exist: INBOX"));
+        while peer.recv().is_some() {}
+    });
+    let error =
+        check_inbox(&server.endpoint, &pki.trust(), "alarms-shared@example.com", &token, TIMEOUT)
+            .expect_err("no INBOX");
+    server.received();
+
+    let ctx = MailContext {
+        signed_in_account: Some("operator@example.com".into()),
+        ..context("alarms-shared@example.com")
+    };
+    let d = check_imap_error(&error, &ctx, &token);
+    assert_eq!(d.id, "imap-select-refused");
+    assert!(
+        d.fix.contains(
+            "Check that alarms-shared@example.com has a mailbox and that operator@example.com \
+             has Full Access to it"
+        ),
+        "{}",
+        d.fix
+    );
+}
+
+#[test]
+fn imap_without_starttls_sends_no_token() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let server = Server::start(&pki, Security::StartTls, |peer| {
+        peer.send("* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2] ready");
+        let tag = tagged(peer, "STARTTLS");
+        peer.send(&format!("{tag} BAD Unknown command"));
+        while peer.recv().is_some() {}
+    });
+    let error =
+        check_inbox(&server.endpoint, &pki.trust(), MAILBOX, &token, TIMEOUT).expect_err("clear");
+    let received = server.received();
+
+    assert!(matches!(&error, ImapError::StartTlsUnavailable { .. }), "{error}");
+    assert!(received.iter().all(|l| !l.contains("AUTHENTICATE")), "{received:?}");
+    let d = check_imap_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "imap-starttls-unavailable");
+    assert!(d.fix.contains("587 and 143 use STARTTLS, 465 and 993 use TLS"), "{}", d.fix);
+}
+
+// --- The round trip ----------------------------------------------------------------------------
+
+#[test]
+fn a_sent_test_email_that_never_arrives_is_round_trip_not_found() {
+    use mailgrant::oauth::TokenSet;
+    use mailgrant::profile::ProfileForm;
+    use mailgrant::verify::{self, CheckId, Outcome, VerifyInput};
+
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let smtp = Server::start(&pki, Security::StartTls, |peer| {
+        smtp_signed_in(peer);
+        accept_message(peer, "250 2.0.0 OK queued as 4AB12");
+    });
+    let imap = Server::start(&pki, Security::Tls, |peer| {
+        peer.send("* OK ready");
+        let (tag, _) = imap_authenticate(peer);
+        peer.send(&format!("{tag} OK Logged in"));
+        let tag = tagged(peer, "SELECT");
+        peer.send(&format!("* 2 EXISTS\n{tag} OK [READ-WRITE] Select completed."));
+        while let Some(line) = peer.recv() {
+            let (tag, command) = line.split_once(' ').unwrap_or_default();
+            let tag = tag.to_owned();
+            if command.starts_with("SEARCH") {
+                peer.send(&format!("* SEARCH\n{tag} OK Search completed."));
+            } else if command.starts_with("NOOP") {
+                peer.send(&format!("{tag} OK NOOP completed."));
+            } else {
+                peer.send(&format!("* BYE bye\n{tag} OK Logout completed."));
+                break;
+            }
+        }
+    });
+
+    let form = ProfileForm {
+        tenant: "contoso.onmicrosoft.com".into(),
+        client_id: "00000000-0000-0000-0000-000000000001".into(),
+        mailbox: MAILBOX.into(),
+        timeout_secs: "2".into(),
+        ..ProfileForm::default()
+    };
+    let mut profile = form.validate().expect("valid").0;
+    profile.smtp = smtp.endpoint.clone();
+    profile.imap = imap.endpoint.clone();
+    let tokens = TokenSet {
+        access_token: token.clone(),
+        access_expires_at: Some(time::OffsetDateTime::now_utc() + time::Duration::hours(1)),
+        refresh_token: None,
+        granted_scopes: None,
+        identity: None,
+        obtained_at: time::OffsetDateTime::now_utc(),
+    };
+    let input = VerifyInput {
+        identities: mailgrant::store::Identities::for_profile(&profile, None),
+        profile,
+        trust: pki.trust(),
+        tokens,
+        refresher: None,
+        only: Some(vec![CheckId::Smtp, CheckId::RoundTrip]),
+    };
+    let started = Instant::now();
+    let (report, _) = verify::run(input, |_| {});
+    let elapsed = started.elapsed();
+    smtp.received();
+    imap.received();
+
+    assert_eq!(report.get(CheckId::Smtp).map(|c| &c.outcome), Some(&Outcome::Passed));
+    let row = report.get(CheckId::RoundTrip).expect("round trip row");
+    let Outcome::Failed(d) = &row.outcome else { panic!("{:?}", row.outcome) };
+    assert_eq!(d.id, "round-trip-not-found");
+    assert!(d.summary.contains("within 2 s"), "{}", d.summary);
+    assert!(d.fix.contains("junk mail") && d.fix.contains("raise the timeout"), "{}", d.fix);
+    assert!(elapsed < Duration::from_secs(6), "bounded by the 2 s timeout: {elapsed:?}");
+    assert_no_secret(&format!("{}\n{d:?}", d.to_text()), &token, MAILBOX);
+}
+
+// --- Network failures on the mail path ---------------------------------------------------------
+
+fn imap_transport(error: &ImapError) -> &mailgrant::mail::TransportError {
+    match error {
+        ImapError::Transport { source, .. } => source,
+        other => panic!("expected a network failure, got {other}"),
+    }
+}
+
+#[test]
+fn a_mail_host_name_that_does_not_resolve_is_net_dns() {
+    // `.invalid` never resolves (RFC 6761); nothing is sent anywhere.
+    let token = long_token();
+    let endpoint = ServerEndpoint {
+        host: "imap.mailgrant.invalid".into(),
+        port: 993,
+        security: Security::Tls,
+    };
+    let trust = TestPki::new("mailgrant test CA").trust();
+    let error = check_inbox(&endpoint, &trust, MAILBOX, &token, TIMEOUT).expect_err("no name");
+    assert_eq!(imap_transport(&error).kind, TransportKind::Dns);
+    let d = check_imap_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "net-dns");
+    assert!(d.summary.contains("imap.mailgrant.invalid:993"), "{}", d.summary);
+    assert!(d.fix.contains("Check the IMAP host"), "{}", d.fix);
+}
+
+#[test]
+fn a_closed_mail_port_is_net_refused() {
+    let port = {
+        let unused = TcpListener::bind("127.0.0.1:0").expect("bind");
+        unused.local_addr().expect("addr").port()
+    };
+    let token = long_token();
+    let endpoint = ServerEndpoint { host: "127.0.0.1".into(), port, security: Security::StartTls };
+    let trust = TestPki::new("mailgrant test CA").trust();
+    let message = message(MAILBOX, MAILBOX);
+    let error = send_test_message(&endpoint, &trust, MAILBOX, &token, &message, TIMEOUT)
+        .expect_err("refused");
+    let d = check_smtp_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "net-refused");
+    assert!(d.fix.contains("Check the SMTP host and port"), "{}", d.fix);
+}
+
+#[test]
+fn a_mail_server_that_hangs_up_at_once_is_net_closed() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || drop(listener.accept().expect("accept")));
+    let token = long_token();
+    let endpoint = ServerEndpoint { host: "127.0.0.1".into(), port, security: Security::StartTls };
+    let trust = TestPki::new("mailgrant test CA").trust();
+    let message = message(MAILBOX, MAILBOX);
+    let error = send_test_message(&endpoint, &trust, MAILBOX, &token, &message, TIMEOUT)
+        .expect_err("closed");
+    server.join().expect("server");
+    let d = check_smtp_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "net-closed");
+    assert!(d.fix.contains("Check the port and security setting"), "{}", d.fix);
+}
+
+#[test]
+fn plain_text_on_a_tls_mail_port_is_net_tls_handshake() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    // A STARTTLS-style server where implicit TLS is configured: it greets in clear text.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().expect("accept");
+        let _ = tcp.write_all(b"220 EXAMPLEHOST Microsoft ESMTP MAIL Service ready\r\n");
+        let mut buffer = [0u8; 1024];
+        let _ = tcp.read(&mut buffer);
+    });
+    let endpoint = ServerEndpoint { host: "127.0.0.1".into(), port, security: Security::Tls };
+    let message = message(MAILBOX, MAILBOX);
+    let error = send_test_message(&endpoint, &pki.trust(), MAILBOX, &token, &message, TIMEOUT)
+        .expect_err("not TLS");
+    server.join().expect("server");
+    let d = check_smtp_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "net-tls-handshake");
+    assert!(d.fix.contains("587 and 143 use STARTTLS, 465 and 993 use TLS"), "{}", d.fix);
+}
+
+/// An IMAP check against a TLS server presenting `leaf`; returns the diagnosis.
+fn imap_with_certificate(leaf: Leaf) -> (ImapError, Diagnosis) {
+    let pki = TestPki::with_leaf("mailgrant test CA", leaf);
+    let token = long_token();
+    let server = Server::start(&pki, Security::Tls, |peer| {
+        let _ = peer.recv(); // the client refuses the certificate
+    });
+    let error =
+        check_inbox(&server.endpoint, &pki.trust(), MAILBOX, &token, TIMEOUT).expect_err("refused");
+    server.received();
+    let d = check_imap_error(&error, &context(MAILBOX), &token);
+    (error, d)
+}
+
+#[test]
+fn a_mail_certificate_for_another_host_is_net_tls_hostname() {
+    let (error, d) =
+        imap_with_certificate(Leaf { names: &["outlook.office365.invalid"], ..Leaf::default() });
+    assert_eq!(
+        imap_transport(&error).kind,
+        TransportKind::Tls(Some(CertificateProblem::HostnameMismatch))
+    );
+    assert_eq!(d.id, "net-tls-hostname");
+    assert!(d.fix.contains("Type the IMAP host exactly as the provider documents it"), "{}", d.fix);
+}
+
+#[test]
+fn an_expired_mail_certificate_is_net_tls_expired() {
+    let (_, d) =
+        imap_with_certificate(Leaf { from_days: -400, until_days: -30, ..Leaf::default() });
+    assert_eq!(d.id, "net-tls-expired");
+    assert!(d.fix.contains("Check this machine's date and time"), "{}", d.fix);
+}
+
+#[test]
+fn a_mail_certificate_not_valid_yet_is_net_tls_not_yet_valid() {
+    let (_, d) = imap_with_certificate(Leaf { from_days: 30, until_days: 400, ..Leaf::default() });
+    assert_eq!(d.id, "net-tls-not-yet-valid");
+    assert!(d.fix.contains("Correct this machine's date and time"), "{}", d.fix);
+}
+
+#[test]
+fn a_mail_certificate_made_for_clients_only_is_net_tls_certificate() {
+    let (error, d) = imap_with_certificate(Leaf { client_only: true, ..Leaf::default() });
+    assert_eq!(imap_transport(&error).kind, TransportKind::Tls(Some(CertificateProblem::Other)));
+    assert_eq!(d.id, "net-tls-certificate");
+    assert!(d.fix.contains("Tell the server's admin"), "{}", d.fix);
 }

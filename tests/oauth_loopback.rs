@@ -331,11 +331,22 @@ fn only_foreign_callbacks_before_the_timeout_are_reported_as_a_state_mismatch() 
     let client = TokenClient::new(&profile, &trust());
     let pending = PendingSignIn::start(&profile).expect("listener");
     let address = v4(&pending);
+    let state = state_of(&pending);
     let waiter = thread::spawn(move || pending.wait(&client, Duration::from_secs(2)));
-    let (status, _) = get(address, "/?code=abc&state=from-another-attempt");
+    let (status, page) = get(address, &format!("/?code={CODE}&state=from-another-attempt"));
     assert_eq!(status, 400);
-    let error = waiter.join().expect("thread").expect_err("no valid callback");
+    assert!(page.contains("This sign-in link is from another attempt"), "{page}");
+    let outcome = waiter.join().expect("thread");
+    let error = outcome.as_ref().expect_err("no valid callback");
     assert!(matches!(error, SignInError::StateMismatch { rejected: 1, .. }), "{error:?}");
+
+    let d = diagnose::oauth::sign_in(error, &profile);
+    assert_eq!(d.id, "sign-in-state-mismatch");
+    assert_eq!(d.retry, Retry::Transient);
+    assert!(d.fix.contains("Close the old sign-in tabs"), "{}", d.fix);
+    assert!(d.fix.contains("\"Sign in with the browser…\" again"), "{}", d.fix);
+    assert!(d.details.iter().any(|l| l.ends_with("refused 1 answer(s)")), "{:?}", d.details);
+    assert_no_secret(&visible_text(&outcome, &profile), &[CODE, &state]);
 }
 
 #[test]
@@ -466,6 +477,10 @@ fn an_html_error_page_and_a_5xx_keep_their_status_and_are_transient() {
     assert!(error.to_string().contains("Service Unavailable"), "{error}");
     let d = diagnose::oauth::token(&error, &profile);
     assert_eq!(d.retry, Retry::Transient);
+    // An error page from an overloaded front end is the same passing outage as a JSON 5xx.
+    assert_eq!(d.id, "provider-unavailable");
+    assert!(d.summary.ends_with("(HTTP 503)"), "{}", d.summary);
+    assert!(d.fix.contains("Wait a few minutes and try again"), "{}", d.fix);
 
     let (result, _, _) = refresh_with(Canned::json(
         429,

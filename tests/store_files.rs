@@ -434,3 +434,140 @@ fn a_config_that_is_not_utf8_is_refused_and_backed_up_byte_for_byte() {
     let backup = store::backup::list(&paths).expect("listed").pop().expect("a backup");
     assert_eq!(fs::read(backup.config.expect("config half")).expect("bytes"), latin1);
 }
+
+/// Everything the operator sees of a store diagnosis; must hold no secret value.
+fn shown(d: &diagnose::Diagnosis) -> String {
+    format!("{}\n{d:?}", d.to_text())
+}
+
+fn assert_no_secret_value(text: &str) {
+    for value in [ACCESS, REFRESH, CLIENT_SECRET] {
+        assert!(!text.contains(value), "a secret value leaked into: {text}");
+    }
+}
+
+#[test]
+fn a_deleted_secrets_file_says_to_sign_in_again() {
+    let (_dir, paths) = setup();
+    store::save(&paths, &config(), &secrets()).expect("saved");
+    fs::remove_file(&paths.secrets).expect("deleted");
+
+    let error = store::load(&paths).expect_err("no secrets");
+    let d = diagnose::config::store(&error);
+    assert_eq!(d.id, "secrets-missing");
+    assert!(d.summary.contains(&paths.secrets.display().to_string()), "{}", d.summary);
+    assert!(d.fix.contains("`mailgrant login`"), "{}", d.fix);
+}
+
+#[test]
+fn a_secrets_file_that_is_not_utf8_is_unreadable_and_names_the_fix() {
+    let (_dir, paths) = setup();
+    store::save(&paths, &config(), &secrets()).expect("saved");
+    let mut bytes = fs::read(&paths.secrets).expect("secrets");
+    bytes.extend_from_slice(b"# \xff\xfe saved by an editor in UTF-16\n");
+    fs::write(&paths.secrets, &bytes).expect("written");
+
+    let error = store::load(&paths).expect_err("unreadable");
+    let d = diagnose::config::store(&error);
+    assert_eq!(d.id, "secrets-unreadable");
+    assert!(d.cause.contains("not UTF-8"), "{}", d.cause);
+    assert!(d.fix.contains("Save it as UTF-8, or restore a backup"), "{}", d.fix);
+    assert_no_secret_value(&shown(&d));
+}
+
+#[test]
+fn a_secrets_file_from_a_newer_mailgrant_says_to_update() {
+    let (_dir, paths) = setup();
+    store::save(&paths, &config(), &secrets()).expect("saved");
+    let newer = fs::read_to_string(&paths.secrets)
+        .expect("secrets")
+        .replace("schema_version = 1", "schema_version = 3");
+    fs::write(&paths.secrets, &newer).expect("written");
+
+    let error = store::load(&paths).expect_err("newer");
+    assert!(matches!(error, StoreError::NewerSchema { found: 3, supported: 1, .. }), "{error:?}");
+    let d = diagnose::config::store(&error);
+    assert_eq!(d.id, "secrets-newer-schema");
+    assert!(d.fix.contains("Update mailgrant (and the service)"), "{}", d.fix);
+    assert_no_secret_value(&shown(&d));
+    assert_eq!(fs::read_to_string(&paths.secrets).expect("secrets"), newer, "left as it is");
+}
+
+#[test]
+fn a_misspelt_config_key_is_named_with_its_line() {
+    let (_dir, paths) = setup();
+    store::save(&paths, &config(), &secrets()).expect("saved");
+    let text = fs::read_to_string(&paths.config).expect("config");
+    let typo = text.replacen("timeout_secs = ", "timout_secs = ", 1);
+    assert_ne!(typo, text, "the config has timeout_secs");
+    fs::write(&paths.config, &typo).expect("written");
+    let line = typo.lines().position(|l| l.starts_with("timout_secs")).expect("line") + 1;
+
+    let error = store::load(&paths).expect_err("unknown key");
+    let d = diagnose::config::store(&error);
+    assert_eq!(d.id, "config-unknown-key");
+    assert!(d.summary.contains("`timout_secs`"), "{}", d.summary);
+    assert!(d.fix.starts_with("Correct the key's spelling or remove it at "), "{}", d.fix);
+    assert!(d.fix.contains(&format!("mailgrant.toml:{line}")), "{}", d.fix);
+}
+
+#[test]
+fn an_invalid_config_value_is_named_with_its_key_and_line() {
+    let (_dir, paths) = setup();
+    store::save(&paths, &config(), &secrets()).expect("saved");
+    let text = fs::read_to_string(&paths.config).expect("config");
+    let line = text.lines().position(|l| l.starts_with("timeout_secs = ")).expect("line") + 1;
+    let bad: String = text
+        .lines()
+        .map(|l| if l.starts_with("timeout_secs = ") { "timeout_secs = \"ten\"" } else { l })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&paths.config, &bad).expect("written");
+
+    let error = store::load(&paths).expect_err("invalid value");
+    let d = diagnose::config::store(&error);
+    assert_eq!(d.id, "config-invalid-value");
+    assert!(d.summary.contains("`timeout_secs`"), "{}", d.summary);
+    assert!(d.fix.starts_with("Correct the value at "), "{}", d.fix);
+    assert!(d.fix.contains(&format!("mailgrant.toml:{line}")), "{}", d.fix);
+}
+
+#[cfg(unix)]
+#[test]
+fn secrets_in_a_world_writable_folder_are_refused_with_the_chmod_to_run() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let (dir, paths) = setup();
+    store::save(&paths, &config(), &secrets()).expect("saved");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+
+    let error = store::load(&paths).expect_err("refused");
+    let d = diagnose::config::store(&error);
+    assert_eq!(d.id, "secrets-folder-world-writable");
+    assert!(d.fix.contains(&format!("chmod o-w {}", dir.path().display())), "{}", d.fix);
+    assert_no_secret_value(&shown(&d));
+
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    store::load(&paths).expect("loads after the fix");
+}
+
+#[test]
+fn an_extra_ca_file_that_is_not_a_certificate_or_missing_names_the_setting() {
+    use mailgrant::trust::Trust;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let not_pem = dir.path().join("proxy-ca.der.txt");
+    fs::write(&not_pem, "This is the proxy's root CA, export it as Base-64.\n").expect("write");
+    let error = Trust::load(Some(&not_pem)).expect_err("no certificate");
+    let d = diagnose::trust(&error);
+    assert_eq!(d.id, "ca-file-invalid");
+    assert!(d.summary.contains(&not_pem.display().to_string()), "{}", d.summary);
+    assert!(d.fix.contains("Base-64 encoded X.509 (.pem or .cer)"), "{}", d.fix);
+
+    let missing = dir.path().join("no-such-ca.pem");
+    let error = Trust::load(Some(&missing)).expect_err("missing");
+    let d = diagnose::trust(&error);
+    assert_eq!(d.id, "ca-file-unreadable");
+    assert!(d.summary.contains(&missing.display().to_string()), "{}", d.summary);
+    assert!(d.fix.contains("clear the Extra CA certificate file field"), "{}", d.fix);
+}

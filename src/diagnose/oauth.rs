@@ -204,6 +204,11 @@ fn token_step(
         TokenError::Transport { kind, detail, host } => {
             transport(kind, host, profile).with_detail(format!("token endpoint {host}: {detail}"))
         }
+        // An error page instead of JSON from an overloaded or failing front end: the same
+        // passing fault as a JSON 5xx, so the same advice.
+        TokenError::UnexpectedResponse { status, what } if *status == 429 || *status >= 500 => {
+            unavailable(Some(*status)).with_detail(format!("HTTP {status}: {what}"))
+        }
         TokenError::UnexpectedResponse { status, what } => Diagnosis::new(
             TOKEN_ENDPOINT_UNEXPECTED,
             format!(
@@ -910,16 +915,25 @@ fn transport(kind: &TransportKind, host: &str, profile: &Profile) -> Diagnosis {
         TransportKind::Proxy => Diagnosis::new(
             TOKEN_ENDPOINT_PROXY,
             "The web proxy refused or failed the connection to the sign-in server",
-            "The proxy set in HTTPS_PROXY / HTTP_PROXY is wrong, needs a login, or blocks the \
-             provider",
-            format!("Check the proxy settings, or ask IT to allow {host} through the proxy"),
+            "A web proxy answered instead of the provider: the proxy set in HTTPS_PROXY / \
+             HTTP_PROXY is wrong, needs a login (HTTP 407), or blocks the provider",
+            format!(
+                "Set HTTPS_PROXY for mailgrant and the service to the proxy IT names, with its \
+                 login when it asks for one (http://user:password@proxy:port), or ask IT to \
+                 allow {host} through the proxy"
+            ),
             Retry::Permanent,
         ),
         TransportKind::Other => Diagnosis::new(
             TOKEN_ENDPOINT_NETWORK,
             format!("The request to the sign-in server {host} failed"),
-            "A network problem interrupted the request",
-            "Check the network connection and try again",
+            "The connection broke off, or what answers at that address and port is not a web \
+             server (a wrong port in the Token URL, or a device in between)",
+            format!(
+                "Check that the Token URL ({}) is the provider's token endpoint, host and port \
+                 included; if it is, check the network connection and try again",
+                profile.token_url.as_str()
+            ),
             Retry::Transient,
         ),
     }

@@ -21,7 +21,7 @@ use serde::de::{Deserializer, IntoDeserializer};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::error::{ProviderError, TokenError, scrub};
+use super::error::{ProviderError, TokenError, TransportKind, scrub};
 use super::http::{RecordingClient, ResponseMeta, TokenHttpClient, TransportError};
 use super::{TokenSet, claims};
 use crate::profile::Profile;
@@ -155,6 +155,13 @@ fn map_error(
         (RequestTokenError::Request(e), _) => {
             TokenError::Transport { host: host.to_owned(), kind: e.kind, detail: e.detail }
         }
+        // A proxy between here and the provider wants a login (RFC 9110 §15.5.8), whatever
+        // the body says: the provider never saw the request.
+        (_, Some(meta)) if meta.status == 407 => TokenError::Transport {
+            host: host.to_owned(),
+            kind: TransportKind::Proxy,
+            detail: "HTTP 407 Proxy Authentication Required".to_owned(),
+        },
         (RequestTokenError::ServerResponse(body), meta) => TokenError::Provider {
             status: meta.map(|m| m.status).unwrap_or(400),
             error: Box::new(body.into_provider_error(secrets)),
@@ -182,12 +189,24 @@ fn map_error(
                 serde_json::error::Category::Data => "a field is missing or has the wrong type",
                 serde_json::error::Category::Eof => "the answer is cut short",
             };
-            TokenError::InvalidResponse { reason: format!("{category} at `{}`", e.path()) }
+            let reason = match missing_field(&e.inner().to_string()) {
+                Some(field) => format!("the field `{field}` is missing"),
+                None => format!("{category} at `{}`", e.path()),
+            };
+            TokenError::InvalidResponse { reason }
         }
         (RequestTokenError::Other(text), None) => {
             TokenError::InvalidResponse { reason: scrub(&text, secrets) }
         }
     }
+}
+
+/// The field named by serde's "missing field `name`" message: a name from our own struct,
+/// never a value of the answer.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    let name = &rest[..rest.find('`')?];
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_').then_some(name)
 }
 
 /// A few words about a body that is not an OAuth answer: its type and its HTML title or first
