@@ -150,16 +150,7 @@ pub fn sign_in(error: &SignInError, profile: &Profile) -> Diagnosis {
             Retry::Transient,
         )
         .with_detail(format!("listening at {redirect_uri}; refused {rejected} answer(s)")),
-        SignInError::Listener { address, source } => Diagnosis::new(
-            SIGN_IN_LISTENER_FAILED,
-            "mailgrant cannot listen for the browser's answer on this computer",
-            "Opening a local port on the loopback address was refused; a security product or a \
-             policy may block local listening sockets",
-            "Allow mailgrant to listen on 127.0.0.1 (loopback only) in the security software, \
-             or ask IT to",
-            Retry::Permanent,
-        )
-        .with_detail(format!("{address}: {source}")),
+        SignInError::Listener { address, source } => listener_failed(address, source),
         SignInError::AuthorizeUrl(reason) => Diagnosis::new(
             SIGN_IN_BAD_SETTINGS,
             "The sign-in address cannot be built from the settings",
@@ -939,6 +930,38 @@ fn transport(kind: &TransportKind, host: &str, profile: &Profile) -> Diagnosis {
     }
 }
 
+/// The loopback listener could not be opened; the words depend on why.
+fn listener_failed(address: &str, source: &std::io::Error) -> Diagnosis {
+    use std::io::ErrorKind;
+
+    let summary = "mailgrant cannot listen for the browser's answer on this computer";
+    let (cause, fix, retry) = match source.kind() {
+        ErrorKind::AddrInUse => (
+            "Other programs hold every loopback port mailgrant tried (on ::1, where a browser \
+             may send the answer)",
+            "Press \"Sign in with the browser…\" again; if it keeps failing, close programs \
+             that open many local ports (development servers, proxies) and try again",
+            Retry::Transient,
+        ),
+        ErrorKind::PermissionDenied => (
+            "Opening a local port on the loopback address was refused; a security product or a \
+             policy blocks local listening sockets",
+            "Allow mailgrant to listen on 127.0.0.1 (loopback only) in the security software, \
+             or ask IT to",
+            Retry::Permanent,
+        ),
+        _ => (
+            "The operating system refused a local listening socket (for example too many open \
+             files, or no loopback interface)",
+            "Close other programs and try again; if it persists, ask IT to check that the \
+             loopback interface (127.0.0.1) is up and that mailgrant may open local ports",
+            Retry::Transient,
+        ),
+    };
+    Diagnosis::new(SIGN_IN_LISTENER_FAILED, summary, cause, fix, retry)
+        .with_detail(format!("{address}: {source}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -952,6 +975,31 @@ mod tests {
             ..ProfileForm::default()
         };
         form.validate().expect("valid").0
+    }
+
+    #[test]
+    fn a_listener_failure_is_explained_by_its_kind() {
+        use std::io::{Error, ErrorKind};
+
+        let listener = |kind| {
+            let error =
+                SignInError::Listener { address: "[::1]:49152".into(), source: Error::from(kind) };
+            sign_in(&error, &profile())
+        };
+        let busy = listener(ErrorKind::AddrInUse);
+        assert_eq!(busy.id, SIGN_IN_LISTENER_FAILED);
+        assert!(busy.cause.contains("::1"), "{}", busy.cause);
+        assert!(busy.fix.contains("again"), "{}", busy.fix);
+        assert_eq!(busy.retry, Retry::Transient);
+
+        let blocked = listener(ErrorKind::PermissionDenied);
+        assert!(blocked.cause.contains("security product"), "{}", blocked.cause);
+        assert!(blocked.fix.contains("127.0.0.1"), "{}", blocked.fix);
+        assert_eq!(blocked.retry, Retry::Permanent);
+
+        let other = listener(ErrorKind::Other);
+        assert!(other.fix.contains("loopback interface"), "{}", other.fix);
+        assert!(other.details.join(" ").contains("[::1]:49152"), "{:?}", other.details);
     }
 
     fn callback(error: &str, description: &str) -> SignInError {
