@@ -192,7 +192,10 @@ mod tests {
         let tenant = "00000000-0000-0000-0000-000000000000";
         assert_eq!(
             MICROSOFT_365.token_url_for(tenant),
-            "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/oauth2/v2.0/token"
+            concat!(
+                "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000",
+                "/oauth2/v2.0/token"
+            )
         );
         assert!(MICROSOFT_365.authorize_url_for("contoso.onmicrosoft.com").contains("/contoso."));
     }

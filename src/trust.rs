@@ -100,10 +100,13 @@ impl Trust {
     /// server presents (end entity, intermediates) with the time it is checked at, so a failed
     /// handshake can be explained (issuer of a TLS-inspecting proxy, expiry, clock). The
     /// verification outcome is exactly the WebPKI one; observing never changes it.
-    pub fn observed_client_config(
+    pub fn observed_client_config<F>(
         &self,
-        observe: impl Fn(&CertificateDer<'_>, &[CertificateDer<'_>], UnixTime) + Send + Sync + 'static,
-    ) -> Result<Arc<rustls::ClientConfig>, VerifierBuilderError> {
+        observe: F,
+    ) -> Result<Arc<rustls::ClientConfig>, VerifierBuilderError>
+    where
+        F: Fn(&CertificateDer<'_>, &[CertificateDer<'_>], UnixTime) + Send + Sync + 'static,
+    {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let inner = WebPkiServerVerifier::builder_with_provider(self.roots(), provider).build()?;
         let mut config = (*self.client_config()).clone();

@@ -153,7 +153,7 @@ fn login_check_round_trip_then_token_refreshes_and_rotates() {
 fn token_endpoint_error_at_login_is_explained_and_nothing_is_saved() {
     let fx = MailFixture::start();
     let config = write_config(&fx, fx.smtp_port, 10);
-    let body = r#"{"error":"invalid_client","error_description":"AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'. Trace ID: 00000000-0000-0000-0000-000000000000","error_codes":[7000218]}"#;
+    let body = include_str!("fixtures/replies/aadsts7000218-short-trace.json");
     fx.admin_config(&format!(r#"{{"next_token_error": {{"status": 401, "body": {body}}}}}"#));
 
     let output = mailgrant(&fx, &["login"], &config);
@@ -169,9 +169,10 @@ fn token_endpoint_error_at_login_is_explained_and_nothing_is_saved() {
 fn access_denied_callback_is_reported_in_plain_words() {
     let fx = MailFixture::start();
     let config = write_config(&fx, fx.smtp_port, 10);
-    fx.admin_config(
-        r#"{"next_authorize_error": {"error": "access_denied", "error_description": "AADSTS65004: User declined to consent to access the app."}}"#,
-    );
+    fx.admin_config(concat!(
+        r#"{"next_authorize_error": {"error": "access_denied", "error_description": "#,
+        r#""AADSTS65004: User declined to consent to access the app."}}"#
+    ));
     let output = mailgrant(&fx, &["login"], &config);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -103,7 +103,14 @@ fn trust() -> Trust {
 fn success_body(refresh: &str) -> String {
     let id_token = unsigned_jwt(r#"{"preferred_username":"alarms@example.com","tid":"t-1"}"#);
     format!(
-        r#"{{"token_type":"Bearer","scope":"https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send","expires_in":3599,"ext_expires_in":3599,"access_token":"{ACCESS_TOKEN}","id_token":"{id_token}"{refresh}}}"#
+        concat!(
+            r#"{{"token_type":"Bearer","scope":"https://outlook.office.com/IMAP.AccessAsUser.All "#,
+            r#"https://outlook.office.com/SMTP.Send","expires_in":3599,"ext_expires_in":3599,"#,
+            r#""access_token":"{ACCESS_TOKEN}","id_token":"{id_token}"{refresh}}}"#
+        ),
+        ACCESS_TOKEN = ACCESS_TOKEN,
+        id_token = id_token,
+        refresh = refresh,
     )
 }
 
@@ -214,7 +221,7 @@ fn stray_and_foreign_requests_are_refused_then_the_code_is_redeemed_once() {
 
 #[test]
 fn br11_a_failed_redemption_is_shown_in_the_browser_and_the_code_is_not_posted_again() {
-    let body = r#"{"error":"invalid_client","error_description":"AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.","error_codes":[7000218]}"#;
+    let body = include_str!("fixtures/replies/aadsts7000218-secret-required.json");
     let server = TokenServer::start(vec![Canned::json(401, body), Canned::json(401, body)]);
     let profile = profile(&server.url, None);
     let client = TokenClient::new(&profile, &trust());
@@ -247,7 +254,7 @@ fn br03_error_callback_ends_the_wait_with_the_decoded_error_and_a_page_that_expl
     let state = state_of(&pending);
     let waiter = thread::spawn(move || pending.wait(&client, Duration::from_secs(30)));
 
-    let query = "error=invalid_request&error_description=AADSTS50194%3a+Application+%2700000000-0000-0000-0000-000000000000%27(alarm-mailer)+is+not+configured+as+a+multi-tenant+application.+Usage+of+the+%2fcommon+endpoint+is+not+supported+for+such+applications+created+after+%2710%2f15%2f2018%27.+Use+a+tenant-specific+endpoint+or+configure+the+application+to+be+multi-tenant.%0d%0aTrace+ID%3a+00000000-0000-0000-0000-000000000000%0d%0a";
+    let query = include_str!("fixtures/replies/aadsts50194-callback-query.txt");
     // The same error with a foreign state is refused first, and waiting goes on.
     let (status, _) = get(address, &format!("/?{query}&state=other"));
     assert_eq!(status, 400);
@@ -401,7 +408,7 @@ fn br17_refresh_keeps_the_old_token_when_none_or_empty_or_null_comes_back() {
 
 #[test]
 fn br11_secret_required_and_public_client_are_told_apart() {
-    let body_a = r#"{"error":"invalid_client","error_description":"AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'. Trace ID: 00000000-0000-0000-0000-000000000000 Correlation ID: 00000000-0000-0000-0000-000000000000 Timestamp: 2024-02-14 02:40:29Z","error_codes":[7000218],"timestamp":"2024-02-14 02:40:29Z","trace_id":"00000000-0000-0000-0000-000000000000","correlation_id":"00000000-0000-0000-0000-000000000000","error_uri":"https://login.microsoftonline.com/error?code=7000218"}"#;
+    let body_a = include_str!("fixtures/replies/aadsts7000218-secret-required-trace.json");
     let (result, profile, _) = refresh_with(Canned::json(401, body_a));
     let error = result.expect_err("refused");
     assert_eq!(error.status(), Some(401));
@@ -415,7 +422,7 @@ fn br11_secret_required_and_public_client_are_told_apart() {
     assert!(d.summary.contains("Web (confidential)"));
     assert!(d.fix.contains("http://localhost under Mobile and desktop applications"));
 
-    let body_b = r#"{"error":"invalid_client","error_description":"AADSTS700025: Client is public so neither 'client_assertion' nor 'client_secret' should be presented.","error_codes":[700025]}"#;
+    let body_b = include_str!("fixtures/replies/aadsts700025-public-client-secret.json");
     let (result, profile, _) = refresh_with(Canned::json(401, body_b));
     let error = result.expect_err("refused");
     let d = diagnose::oauth::token(&error, &profile);
@@ -425,7 +432,7 @@ fn br11_secret_required_and_public_client_are_told_apart() {
 
 #[test]
 fn br13_expired_client_secret_is_permanent_and_says_replace_the_secret() {
-    let body = r#"{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app '00000000-0000-0000-0000-000000000000' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds. Trace ID: 00000000-0000-0000-0000-000000000000 Timestamp: 2025-12-03 22:27:25Z","error_codes":[7000222]}"#;
+    let body = include_str!("fixtures/replies/aadsts7000222-secret-expired.json");
     let (result, profile, _) = refresh_with(Canned::json(401, body));
     let error = result.expect_err("refused");
     assert!(!error.is_transient());
@@ -442,7 +449,7 @@ fn br13_expired_client_secret_is_permanent_and_says_replace_the_secret() {
 
 #[test]
 fn br09_mixed_resource_scopes_are_diagnosed_from_the_aadsts_number() {
-    let body = r#"{"error":"invalid_scope","error_description":"AADSTS28000: Provided value for the input parameter scope is not valid because it contains more than one resource. Scope https://outlook.office.com/IMAP.AccessAsUser.All User.Read offline_access is not valid.","error_codes":[28000]}"#;
+    let body = include_str!("fixtures/replies/aadsts28000-scope-two-resources.json");
     let (result, profile, _) = refresh_with(Canned::json(400, body));
     let error = result.expect_err("refused");
     assert_eq!(error.aadsts(), [28000]);
@@ -454,7 +461,12 @@ fn br09_mixed_resource_scopes_are_diagnosed_from_the_aadsts_number() {
 #[test]
 fn a_server_echoing_our_secrets_does_not_put_them_in_errors() {
     let body = format!(
-        r#"{{"error":"invalid_grant","error_description":"AADSTS70008: refresh token {REFRESH_TOKEN} for secret {CLIENT_SECRET} expired."}}"#
+        concat!(
+            r#"{{"error":"invalid_grant","error_description":"AADSTS70008: refresh token "#,
+            r#"{REFRESH_TOKEN} for secret {CLIENT_SECRET} expired."}}"#
+        ),
+        REFRESH_TOKEN = REFRESH_TOKEN,
+        CLIENT_SECRET = CLIENT_SECRET,
     );
     let (result, profile, _) = refresh_with(Canned::json(400, &body));
     let error = result.expect_err("refused");

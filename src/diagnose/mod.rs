@@ -21,7 +21,8 @@ pub enum Retry {
 /// What went wrong, why it probably happened, and what to do, in the operator's words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Diagnosis {
-    /// Stable identifier, documented in `docs/troubleshooting.md` (for example `smtp-auth-disabled`).
+    /// Stable identifier, documented in `docs/troubleshooting.md` (for example
+    /// `smtp-auth-disabled`).
     pub id: &'static str,
     /// One line: what happened.
     pub summary: String,
@@ -95,7 +96,8 @@ pub fn trust(error: &crate::trust::TrustError) -> Diagnosis {
             "ca-file-invalid",
             format!("{} holds no usable certificate", path.display()),
             "The file is not a PEM certificate (it should start with -----BEGIN CERTIFICATE-----)",
-            "Export the proxy's root CA as Base-64 encoded X.509 (.pem or .cer) and choose that file",
+            "Export the proxy's root CA as Base-64 encoded X.509 (.pem or .cer) and choose \
+             that file",
             Retry::Permanent,
         ),
         TrustError::NoRoots => Diagnosis::new(
