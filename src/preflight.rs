@@ -32,8 +32,10 @@ use crate::trust::Trust;
 
 /// How long past the deadline the run waits for a thread to report its own timeout.
 const GRACE: Duration = Duration::from_millis(300);
-/// Longest reply line kept from a server.
+/// Longest reply line accepted from a server; a longer one is not a mail reply.
 const MAX_LINE: usize = 1024;
+/// Most lines accepted in one SMTP reply, or before the answer to the IMAP STARTTLS.
+const MAX_LINES: usize = 100;
 
 /// The servers a setup depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -550,6 +552,7 @@ fn transport(place: Place<'_>, step: Step, e: &TransportError, timeout: Duration
         TransportKind::Timeout => words::timeout(place, step.label(), timeout),
         TransportKind::Closed => words::closed(place, step.label(), &e.detail),
         TransportKind::Tls(_) => words::handshake(place, &e.detail),
+        TransportKind::Oversized => words::reply_too_long(place, step.label(), &e.detail),
         TransportKind::Other => words::network(place, step.label(), &e.detail),
     }
 }
@@ -602,10 +605,23 @@ impl From<TransportError> for Exchange {
 }
 
 /// Reads one line (without CRLF), byte by byte so nothing of the TLS handshake is consumed.
+/// Ends by `deadline` however slowly the server trickles; a line longer than [`MAX_LINE`] is
+/// not a mail reply.
 fn read_line(tcp: &mut TcpStream, deadline: Instant) -> Result<String, TransportError> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
-    while line.len() < MAX_LINE {
+    loop {
+        if Instant::now() >= deadline {
+            return Err(TransportError {
+                kind: TransportKind::Timeout,
+                endpoint: None,
+                detail: format!("the line was still incomplete after {} bytes", line.len()),
+                peer: None,
+            });
+        }
+        if line.len() >= MAX_LINE {
+            return Err(TransportError::oversized(&format!("a line longer than {MAX_LINE} bytes")));
+        }
         tcp.set_read_timeout(Some(remaining(deadline))).map_err(|e| TransportError::from_io(&e))?;
         match tcp.read(&mut byte) {
             Ok(0) => return Err(TransportError::closed()),
@@ -618,6 +634,11 @@ fn read_line(tcp: &mut TcpStream, deadline: Instant) -> Result<String, Transport
         line.pop();
     }
     Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+fn too_many_lines() -> Exchange {
+    let what = format!("a reply of more than {MAX_LINES} lines");
+    Exchange::Transport(TransportError::oversized(&what))
 }
 
 fn send(tcp: &mut TcpStream, line: &str) -> Result<(), TransportError> {
@@ -634,6 +655,7 @@ fn smtp_reply(tcp: &mut TcpStream, deadline: Instant) -> Result<(u16, Vec<String
         lines.push(line);
         match code {
             Some(code) if !more => return Ok((code, lines)),
+            Some(_) if lines.len() >= MAX_LINES => return Err(too_many_lines()),
             Some(_) => {}
             None => return Err(Exchange::Unexpected("an SMTP reply", lines.join(" | "))),
         }
@@ -674,7 +696,7 @@ fn imap_starttls(tcp: &mut TcpStream, deadline: Instant) -> Result<String, Excha
         return Err(Exchange::Unexpected("greeting", greeting));
     }
     send(tcp, "p1 STARTTLS")?;
-    loop {
+    for _ in 0..MAX_LINES {
         let line = read_line(tcp, deadline)?;
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("P1 OK") {
@@ -684,6 +706,7 @@ fn imap_starttls(tcp: &mut TcpStream, deadline: Instant) -> Result<String, Excha
             return Err(Exchange::NoStartTls(line));
         }
     }
+    Err(too_many_lines())
 }
 
 struct TlsSuccess {

@@ -1366,3 +1366,265 @@ fn a_mail_certificate_made_for_clients_only_is_net_tls_certificate() {
     assert_eq!(d.id, "net-tls-certificate");
     assert!(d.fix.contains("Tell the server's admin"), "{}", d.fix);
 }
+
+// --- F3: servers that trickle or flood ---------------------------------------------------------
+
+/// The server side writes `text` one byte every `every`, without a newline, until the client
+/// goes away (a write fails) or the text is spent.
+fn trickle(peer: &mut Peer, text: &str, every: Duration) {
+    for byte in text.bytes() {
+        let sent = peer.stream.write_all(&[byte]).and_then(|()| peer.stream.flush());
+        if sent.is_err() {
+            return;
+        }
+        thread::sleep(every);
+    }
+}
+
+/// The server side writes `chunk` again and again until the client goes away (or 64 MiB).
+fn flood(peer: &mut Peer, chunk: &[u8]) {
+    let mut sent = 0;
+    while sent < 64 << 20 {
+        if peer.stream.write_all(chunk).and_then(|()| peer.stream.flush()).is_err() {
+            return;
+        }
+        sent += chunk.len();
+    }
+}
+
+/// 60 bytes at 200 ms: 12 s of trickle, far past the 1 s step the client allows.
+const TRICKLED: &str = "220 mail.example.net ESMTP a greeting that never ends ....";
+const TRICKLE_EVERY: Duration = Duration::from_millis(200);
+
+#[test]
+fn f3_smtp_server_trickling_its_greeting_times_out_at_the_step_deadline() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let server = Server::start(&pki, Security::StartTls, |peer| {
+        trickle(peer, TRICKLED, TRICKLE_EVERY);
+    });
+    let port = server.endpoint.port;
+    let timeout = Duration::from_secs(1);
+
+    let started = Instant::now();
+    let message = message(MAILBOX, MAILBOX);
+    let error =
+        send_test_message(&server.endpoint, &pki.trust(), MAILBOX, &token, &message, timeout)
+            .expect_err("a trickled greeting never completes");
+    let elapsed = started.elapsed();
+    let received = server.received();
+
+    assert!(elapsed >= timeout && elapsed < 3 * timeout, "took {elapsed:?}");
+    match &error {
+        SmtpError::Transport { phase, source } => {
+            assert_eq!(*phase, SmtpPhase::Greeting);
+            assert_eq!(source.kind, TransportKind::Timeout);
+            assert!(source.detail.contains("did not finish within 1 s"), "{}", source.detail);
+        }
+        other => panic!("expected a timeout, got {other}"),
+    }
+    assert!(received.is_empty(), "nothing was sent to a server that never greeted: {received:?}");
+    let d = check_smtp_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "net-timeout");
+    assert!(d.summary.contains(&format!("127.0.0.1:{port}")), "{}", d.summary);
+    assert!(d.summary.contains("SMTP greeting"), "{}", d.summary);
+    assert!(d.cause.contains("a byte at a time"), "{}", d.cause);
+}
+
+#[test]
+fn f3_smtp_server_trickling_after_tls_times_out_in_that_step() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let server = Server::start(&pki, Security::StartTls, |peer| {
+        peer.send("220 mail.example.net ESMTP");
+        peer.expect("EHLO ");
+        peer.send("250-mail.example.net\n250 STARTTLS");
+        peer.expect("STARTTLS");
+        peer.send("220 2.0.0 Ready to start TLS");
+        peer.start_tls();
+        peer.expect("EHLO ");
+        trickle(peer, "250-mail.example.net Hello, and so on and so on ....", TRICKLE_EVERY);
+    });
+    let timeout = Duration::from_secs(1);
+
+    let started = Instant::now();
+    let message = message(MAILBOX, MAILBOX);
+    let error =
+        send_test_message(&server.endpoint, &pki.trust(), MAILBOX, &token, &message, timeout)
+            .expect_err("a trickled EHLO reply never completes");
+    let elapsed = started.elapsed();
+    server.received();
+
+    assert!(elapsed >= timeout && elapsed < 3 * timeout, "took {elapsed:?}");
+    assert!(
+        matches!(&error, SmtpError::Transport { phase: SmtpPhase::Ehlo, source }
+            if source.kind == TransportKind::Timeout),
+        "{error:?}"
+    );
+    let d = check_smtp_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "net-timeout");
+    assert!(d.summary.contains("SMTP ehlo"), "{}", d.summary);
+}
+
+#[test]
+fn f3_imap_server_trickling_its_plain_greeting_times_out_at_the_step_deadline() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let server = Server::start(&pki, Security::StartTls, |peer| {
+        trickle(
+            peer,
+            "* OK [CAPABILITY IMAP4rev1 STARTTLS] a greeting that never ends",
+            TRICKLE_EVERY,
+        );
+    });
+    let port = server.endpoint.port;
+    let timeout = Duration::from_secs(1);
+
+    let started = Instant::now();
+    let error = check_inbox(&server.endpoint, &pki.trust(), MAILBOX, &token, timeout)
+        .expect_err("a trickled greeting never completes");
+    let elapsed = started.elapsed();
+    server.received();
+
+    assert!(elapsed >= timeout && elapsed < 3 * timeout, "took {elapsed:?}");
+    match &error {
+        ImapError::Transport { phase, source } => {
+            assert_eq!(*phase, ImapPhase::Greeting);
+            assert_eq!(source.kind, TransportKind::Timeout);
+        }
+        other => panic!("expected a timeout, got {other}"),
+    }
+    let d = check_imap_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "net-timeout");
+    assert!(d.summary.contains(&format!("127.0.0.1:{port}")), "{}", d.summary);
+    assert!(d.summary.contains("IMAP greeting"), "{}", d.summary);
+}
+
+#[test]
+fn f3_imap_server_trickling_its_select_answer_over_tls_times_out_in_select() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let server = Server::start(&pki, Security::Tls, |peer| {
+        peer.send("* OK ready");
+        let (tag, _) = imap_authenticate(peer);
+        peer.send(&format!("{tag} OK Logged in"));
+        tagged(peer, "SELECT");
+        trickle(
+            peer,
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft) and on",
+            TRICKLE_EVERY,
+        );
+    });
+    let timeout = Duration::from_secs(1);
+
+    let started = Instant::now();
+    let error = check_inbox(&server.endpoint, &pki.trust(), MAILBOX, &token, timeout)
+        .expect_err("a trickled SELECT answer never completes");
+    let elapsed = started.elapsed();
+    server.received();
+
+    assert!(elapsed >= timeout && elapsed < 3 * timeout, "took {elapsed:?}");
+    assert!(
+        matches!(&error, ImapError::Transport { phase: ImapPhase::Select, source }
+            if source.kind == TransportKind::Timeout),
+        "{error:?}"
+    );
+    let d = check_imap_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "net-timeout");
+    assert!(d.summary.contains("IMAP select"), "{}", d.summary);
+}
+
+#[test]
+fn f3_smtp_greeting_flooding_continuation_lines_is_a_reply_too_long() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let server = Server::start(&pki, Security::StartTls, |peer| {
+        flood(peer, b"220-mail.example.net still greeting you\r\n");
+    });
+    let port = server.endpoint.port;
+
+    let started = Instant::now();
+    let message = message(MAILBOX, MAILBOX);
+    let error =
+        send_test_message(&server.endpoint, &pki.trust(), MAILBOX, &token, &message, TIMEOUT)
+            .expect_err("the greeting never ends");
+    let elapsed = started.elapsed();
+    server.received();
+
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "ended at the line limit, not a timeout: {elapsed:?}"
+    );
+    match &error {
+        SmtpError::Transport { phase, source } => {
+            assert_eq!(*phase, SmtpPhase::Greeting);
+            assert_eq!(source.kind, TransportKind::Oversized);
+            assert!(source.detail.contains("more than 200 lines"), "{}", source.detail);
+        }
+        other => panic!("expected a reply too long, got {other}"),
+    }
+    assert!(!error.is_transient(), "retrying gets the same flood");
+    let d = check_smtp_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "net-reply-too-long");
+    assert_eq!(d.retry, mailgrant::diagnose::Retry::Permanent);
+    assert!(d.summary.contains("too long or never ended"), "{}", d.summary);
+    assert!(d.summary.contains(&format!("127.0.0.1:{port}, SMTP greeting")), "{}", d.summary);
+    assert!(d.fix.contains("host, port and security"), "{}", d.fix);
+}
+
+#[test]
+fn f3_smtp_greeting_that_is_one_endless_line_is_a_reply_too_long() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let server = Server::start(&pki, Security::Tls, |peer| {
+        flood(peer, &[b'x'; 4096]);
+    });
+
+    let message = message(MAILBOX, MAILBOX);
+    let error =
+        send_test_message(&server.endpoint, &pki.trust(), MAILBOX, &token, &message, TIMEOUT)
+            .expect_err("the line never ends");
+    server.received();
+
+    match &error {
+        SmtpError::Transport { phase, source } => {
+            assert_eq!(*phase, SmtpPhase::Greeting);
+            assert_eq!(source.kind, TransportKind::Oversized);
+            assert!(source.detail.contains("longer than 8192 bytes"), "{}", source.detail);
+        }
+        other => panic!("expected a reply too long, got {other}"),
+    }
+    assert_eq!(check_smtp_error(&error, &context(MAILBOX), &token).id, "net-reply-too-long");
+}
+
+#[test]
+fn f3_imap_flood_of_untagged_lines_during_select_is_a_reply_too_long() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let server = Server::start(&pki, Security::Tls, |peer| {
+        peer.send("* OK ready");
+        let (tag, _) = imap_authenticate(peer);
+        peer.send(&format!("{tag} OK Logged in"));
+        tagged(peer, "SELECT");
+        flood(peer, "* 1 EXISTS\r\n".repeat(512).as_bytes());
+    });
+
+    let started = Instant::now();
+    let error = check_inbox(&server.endpoint, &pki.trust(), MAILBOX, &token, TIMEOUT)
+        .expect_err("the SELECT answer never ends");
+    let elapsed = started.elapsed();
+    server.received();
+
+    assert!(elapsed < Duration::from_secs(3), "ended at the size limit: {elapsed:?}");
+    match &error {
+        ImapError::Transport { phase, source } => {
+            assert_eq!(*phase, ImapPhase::Select);
+            assert_eq!(source.kind, TransportKind::Oversized);
+            assert!(source.detail.contains("more than 1048576 bytes"), "{}", source.detail);
+        }
+        other => panic!("expected a reply too long, got {other}"),
+    }
+    let d = check_imap_error(&error, &context(MAILBOX), &token);
+    assert_eq!(d.id, "net-reply-too-long");
+    assert!(d.summary.contains("IMAP select"), "{}", d.summary);
+}

@@ -564,3 +564,81 @@ fn a_server_that_hangs_up_at_once_is_a_closed_connection() {
     let (step, d) = failure(&target);
     assert_eq!((step, d.id), (Step::StartTls, ids::PREFLIGHT_CLOSED), "{d:#?}");
 }
+
+/// Plain-text server that writes `chunk` to every connection again and again, or trickles it a
+/// byte at a time when `every` is set, until the client goes away.
+fn noisy_server(chunk: &'static [u8], every: Option<Duration>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for mut tcp in listener.incoming().flatten() {
+            thread::spawn(move || {
+                for _ in 0..100_000 {
+                    let sent = match every {
+                        Some(pause) => chunk.iter().try_for_each(|b| {
+                            thread::sleep(pause);
+                            tcp.write_all(&[*b])
+                        }),
+                        None => tcp.write_all(chunk),
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn f3_smtp_flooding_220_continuation_lines_is_a_reply_too_long_not_a_silent_server() {
+    let pki = Pki::new("Root", None, CURRENT, &["localhost"]);
+    let port = noisy_server(b"220-mail.example.net still greeting you\r\n", None);
+    let started = Instant::now();
+    let target = run_one(
+        spec(Target::Smtp, "127.0.0.1", port, Transport::SmtpStartTls),
+        &pki.trust(),
+        TIMEOUT,
+    );
+    let took = started.elapsed();
+
+    assert!(took < Duration::from_secs(2), "ended at the line limit, not the timeout: {took:?}");
+    let (step, d) = failure(&target);
+    assert_eq!((step, d.id), (Step::StartTls, ids::PREFLIGHT_REPLY_TOO_LONG));
+    assert!(d.summary.contains("too long or never ended"), "{}", d.summary);
+    assert!(!d.summary.contains("never answered"), "{}", d.summary);
+    assert!(d.details.join(" ").contains("more than 100 lines"), "{:?}", d.details);
+}
+
+#[test]
+fn f3_one_endless_greeting_line_is_a_reply_too_long() {
+    let pki = Pki::new("Root", None, CURRENT, &["localhost"]);
+    let port = noisy_server(&[b'x'; 512], None);
+    let target = run_one(
+        spec(Target::Imap, "127.0.0.1", port, Transport::ImapStartTls),
+        &pki.trust(),
+        TIMEOUT,
+    );
+    let (step, d) = failure(&target);
+    assert_eq!((step, d.id), (Step::StartTls, ids::PREFLIGHT_REPLY_TOO_LONG));
+    assert!(d.details.join(" ").contains("longer than 1024 bytes"), "{:?}", d.details);
+}
+
+#[test]
+fn f3_a_trickled_greeting_ends_at_the_timeout() {
+    let pki = Pki::new("Root", None, CURRENT, &["localhost"]);
+    let port = noisy_server(b"220 mail.example.net trickling", Some(Duration::from_millis(100)));
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let target = run_one(
+        spec(Target::Smtp, "127.0.0.1", port, Transport::SmtpStartTls),
+        &pki.trust(),
+        timeout,
+    );
+    let took = started.elapsed();
+
+    assert!(took < timeout + Duration::from_millis(900), "bounded by the timeout: {took:?}");
+    let (step, d) = failure(&target);
+    assert_eq!((step, d.id), (Step::StartTls, ids::PREFLIGHT_TIMEOUT));
+}

@@ -52,6 +52,7 @@ pub const IDS: &[&str] = &[
     NET_TLS_HOSTNAME,
     NET_TLS_CERTIFICATE,
     NET_TLS_HANDSHAKE,
+    NET_REPLY_TOO_LONG,
     NET_ERROR,
 ];
 
@@ -90,6 +91,7 @@ pub const NET_TLS_NOT_YET_VALID: &str = "net-tls-not-yet-valid";
 pub const NET_TLS_HOSTNAME: &str = "net-tls-hostname";
 pub const NET_TLS_CERTIFICATE: &str = "net-tls-certificate";
 pub const NET_TLS_HANDSHAKE: &str = "net-tls-handshake";
+pub const NET_REPLY_TOO_LONG: &str = "net-reply-too-long";
 pub const NET_ERROR: &str = "net-error";
 
 /// What the diagnosis needs to know besides the error.
@@ -136,7 +138,7 @@ impl Protocol {
 /// Diagnoses a failed SMTP test send.
 pub fn smtp(e: &SmtpError, ctx: &MailContext) -> Diagnosis {
     let diagnosis = match e {
-        SmtpError::Transport { source, .. } => network(source, Protocol::Smtp),
+        SmtpError::Transport { phase, source } => network(source, Protocol::Smtp, *phase),
         SmtpError::Rejected { phase, reply, challenge } => {
             smtp_reply(*phase, reply, challenge.as_deref(), ctx)
         }
@@ -186,7 +188,7 @@ pub fn smtp(e: &SmtpError, ctx: &MailContext) -> Diagnosis {
 /// Diagnoses a failed IMAP inbox check or round-trip search.
 pub fn imap(e: &ImapError, ctx: &MailContext) -> Diagnosis {
     let diagnosis = match e {
-        ImapError::Transport { source, .. } => network(source, Protocol::Imap),
+        ImapError::Transport { phase, source } => network(source, Protocol::Imap, *phase),
         ImapError::Rejected { phase, status, code, text, challenge } => {
             imap_reply(*phase, *status, code.as_deref(), text, challenge.as_deref(), ctx)
         }
@@ -700,7 +702,7 @@ fn starttls_unavailable(id: &'static str) -> Diagnosis {
 
 // --- Network ----------------------------------------------------------------------------------
 
-fn network(e: &TransportError, protocol: Protocol) -> Diagnosis {
+fn network(e: &TransportError, protocol: Protocol, phase: impl std::fmt::Display) -> Diagnosis {
     let name = protocol.name();
     let at = e.endpoint.clone().unwrap_or_else(|| format!("the {name} server"));
     let extra_ca = Field::ExtraCaFile.label();
@@ -727,9 +729,10 @@ fn network(e: &TransportError, protocol: Protocol) -> Diagnosis {
         ),
         TransportKind::Timeout => Diagnosis::new(
             NET_TIMEOUT,
-            format!("No answer from {at} within the timeout"),
+            format!("No complete answer from {at} within the timeout ({name} {phase})"),
             "A firewall or the provider silently drops the outbound port (587, 465 and 993 are \
-             often blocked on plant and guest networks), or the server is overloaded",
+             often blocked on plant and guest networks), the server is overloaded, or it answers \
+             so slowly (a byte at a time) that the step cannot finish",
             format!(
                 "Ask the network admin to allow outbound TCP to {at}; if the network is slow, \
                  raise the timeout"
@@ -797,6 +800,17 @@ fn network(e: &TransportError, protocol: Protocol) -> Diagnosis {
             "The security setting does not match the port (TLS on a STARTTLS port or the other \
              way round), or a proxy interferes",
             "Check port and security: 587 and 143 use STARTTLS, 465 and 993 use TLS",
+            Retry::Permanent,
+        ),
+        TransportKind::Oversized => Diagnosis::new(
+            NET_REPLY_TOO_LONG,
+            format!("The {name} server's reply was too long or never ended ({at}, {name} {phase})"),
+            "No mail server answers like this: the port belongs to another service that streams \
+             data, or a device in between (a proxy, a tarpit) floods the connection",
+            format!(
+                "Check the {name} host, port and security setting; if they are right, send the \
+                 support bundle to the mail admin"
+            ),
             Retry::Permanent,
         ),
         TransportKind::Other => Diagnosis::new(

@@ -31,8 +31,10 @@ pub const IDS: &[&str] = &[
     PREFLIGHT_TLS_HANDSHAKE,
     PREFLIGHT_STARTTLS_UNAVAILABLE,
     PREFLIGHT_NOT_MAIL_SERVER,
+    PREFLIGHT_REPLY_TOO_LONG,
     PREFLIGHT_PLAIN_HTTP,
     BUNDLE_WRITE_FAILED,
+    BUNDLE_WOULD_REPLACE,
 ];
 
 pub const PREFLIGHT_DNS: &str = "preflight-dns";
@@ -48,8 +50,10 @@ pub const PREFLIGHT_TLS_CERTIFICATE: &str = "preflight-tls-certificate";
 pub const PREFLIGHT_TLS_HANDSHAKE: &str = "preflight-tls-handshake";
 pub const PREFLIGHT_STARTTLS_UNAVAILABLE: &str = "preflight-starttls-unavailable";
 pub const PREFLIGHT_NOT_MAIL_SERVER: &str = "preflight-not-mail-server";
+pub const PREFLIGHT_REPLY_TOO_LONG: &str = "preflight-reply-too-long";
 pub const PREFLIGHT_PLAIN_HTTP: &str = "preflight-plain-http";
 pub const BUNDLE_WRITE_FAILED: &str = "bundle-write-failed";
+pub const BUNDLE_WOULD_REPLACE: &str = "bundle-would-replace";
 
 /// Which server a diagnosis is about: "the SMTP server smtp.office365.com:587".
 #[derive(Clone, Copy, Debug)]
@@ -389,6 +393,25 @@ pub fn not_mail_server(place: Place<'_>, step: &str, reply: &str) -> Diagnosis {
     .with_detail(format!("server reply: {reply}"))
 }
 
+/// The server answered the `step` with more than any mail reply holds: an endless line or a
+/// flood of continuation lines. `what` names the limit that was passed.
+pub fn reply_too_long(place: Place<'_>, step: &str, what: &str) -> Diagnosis {
+    Diagnosis::new(
+        PREFLIGHT_REPLY_TOO_LONG,
+        format!(
+            "The {} at {} sent a reply that was too long or never ended ({step})",
+            place.role,
+            place.at()
+        ),
+        "No mail server answers like this: the port belongs to another service that streams \
+         data, or a device in between (a proxy, a tarpit) floods the connection",
+        "Check the host, port and security setting; if they are right, send the support \
+         bundle to the mail admin",
+        Retry::Permanent,
+    )
+    .with_detail(format!("received: {what}"))
+}
+
 /// A plain-http endpoint on another machine: tokens would cross the network unencrypted.
 pub fn plain_http(place: Place<'_>) -> Diagnosis {
     Diagnosis::new(
@@ -403,7 +426,19 @@ pub fn plain_http(place: Place<'_>) -> Diagnosis {
 
 /// The support bundle could not be written.
 pub fn bundle_write(error: &crate::bundle::BundleError) -> Diagnosis {
-    let crate::bundle::BundleError::Write { path, source } = error;
+    let (path, source) = match error {
+        crate::bundle::BundleError::Write { path, source } => (path, source),
+        crate::bundle::BundleError::WouldReplace { path, what } => {
+            return Diagnosis::new(
+                BUNDLE_WOULD_REPLACE,
+                format!("The support bundle was not written to {}", path.display()),
+                format!("That file is {what}; writing the bundle there would destroy it"),
+                "Choose a new file name for the bundle, for example \
+                 mailgrant-support.json on the Desktop or in Documents",
+                Retry::Permanent,
+            );
+        }
+    };
     Diagnosis::new(
         BUNDLE_WRITE_FAILED,
         format!("The support bundle could not be written to {}", path.display()),

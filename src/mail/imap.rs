@@ -7,8 +7,13 @@
 //! - The authenticator answers the first challenge with the XOAUTH2 string and every later
 //!   one (the server's base64 JSON error) with an empty response, keeping the decoded JSON
 //!   for the error (BR-10, BR-20). The token is sent once.
-//! - The socket keeps the caller's timeout for every read and write; the round-trip search
-//!   polls every 250 ms (NOOP, then SEARCH) until found or the timeout is spent.
+//! - Time is bounded per step (see [`net`]): the TLS handshake, the greeting, STARTTLS,
+//!   AUTHENTICATE, SELECT, each SEARCH and NOOP and the LOGOUT each get the caller's timeout,
+//!   however slowly the server trickles, and at most [`net::MAX_STEP_BYTES`]. The inbox check
+//!   makes at most 6 steps after the connect (greeting, STARTTLS, TLS, AUTHENTICATE, SELECT,
+//!   LOGOUT), so it ends within the connect plus 6 × the timeout. The round-trip search polls
+//!   every 250 ms (NOOP, then SEARCH) until found or its own timeout is spent; the poll running
+//!   then finishes within one more step.
 //! - The server's tagged reply text is kept (`NO AUTHENTICATE failed.`,
 //!   `BAD User is authenticated but not connected.`); it passes through
 //!   [`Xoauth2Credentials::redact`] and no error ever quotes our own AUTHENTICATE data.
@@ -16,12 +21,11 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use oauth2::AccessToken;
 
-use super::net::{self, TlsStream, TransportError};
+use super::net::{self, DeadlineStream, StepClock, TlsStream, TransportError};
 use super::xoauth2::{CredentialsError, ErrorChallenge, Xoauth2Credentials};
 use crate::profile::ServerEndpoint;
 use crate::provider::Security;
@@ -164,7 +168,8 @@ const MAX_PLAIN_LINE: u64 = 8192;
 
 /// Authenticates as `user` and selects INBOX; returns its message count.
 ///
-/// Blocking; every network step is bounded by `timeout`.
+/// Blocking; every step is bounded by `timeout` (the whole check by 6 of them after the
+/// connect, see the module doc).
 pub fn check_inbox(
     endpoint: &ServerEndpoint,
     trust: &Trust,
@@ -183,10 +188,12 @@ fn inbox(
     timeout: Duration,
 ) -> Result<InboxStatus, ImapError> {
     let credentials = Xoauth2Credentials::new(user, token)?;
-    let mut session = open_session(endpoint, trust, &credentials, timeout)?;
+    let (mut session, clock) = open_session(endpoint, trust, &credentials, timeout)?;
 
+    clock.start_step();
     let mailbox =
         session.select("INBOX").map_err(|e| from_imap(e, ImapPhase::Select, &credentials))?;
+    clock.start_step();
     let _ = session.logout();
     tracing::debug!(endpoint = %endpoint, exists = mailbox.exists, "imap inbox selected");
     Ok(InboxStatus { exists: mailbox.exists })
@@ -217,11 +224,13 @@ fn search_subject(
     let query = subject_query(subject)?;
     let credentials = Xoauth2Credentials::new(user, token)?;
     let deadline = Instant::now() + timeout;
-    let mut session = open_session(endpoint, trust, &credentials, timeout)?;
+    let (mut session, clock) = open_session(endpoint, trust, &credentials, timeout)?;
+    clock.start_step();
     session.select("INBOX").map_err(|e| from_imap(e, ImapPhase::Select, &credentials))?;
 
     let search = |e| from_imap(e, ImapPhase::Search, &credentials);
     let found = loop {
+        clock.start_step();
         if !session.search(&query).map_err(search)?.is_empty() {
             break true;
         }
@@ -230,9 +239,11 @@ fn search_subject(
             break false;
         }
         std::thread::sleep(left.min(POLL_INTERVAL));
+        clock.start_step();
         session.noop().map_err(search)?;
     };
 
+    clock.start_step();
     let _ = session.logout();
     tracing::debug!(endpoint = %endpoint, found, "imap subject search done");
     Ok(found)
@@ -247,21 +258,24 @@ fn subject_query(subject: &str) -> Result<String, ImapError> {
     Ok(format!("SUBJECT \"{quoted}\""))
 }
 
-/// Connect, TLS (implicit or STARTTLS), greeting, AUTHENTICATE XOAUTH2.
+/// Connect, TLS (implicit or STARTTLS), greeting, AUTHENTICATE XOAUTH2; the session and the
+/// clock its later steps start.
 fn open_session(
     endpoint: &ServerEndpoint,
     trust: &Trust,
     credentials: &Xoauth2Credentials,
     timeout: Duration,
-) -> Result<imap::Session<TlsStream>, ImapError> {
+) -> Result<(imap::Session<TlsStream>, StepClock), ImapError> {
     let transport = |phase| move |source| ImapError::Transport { phase, source };
     let tcp = net::connect(endpoint, timeout).map_err(transport(ImapPhase::Connect))?;
+    let clock = tcp.clock();
 
     let client = match endpoint.security {
         Security::Tls => {
             let tls =
                 net::handshake(tcp, &endpoint.host, trust).map_err(transport(ImapPhase::Tls))?;
             let mut client = imap::Client::new(tls);
+            clock.start_step();
             let greeting = client
                 .read_greeting()
                 .map_err(|e| from_imap(e, ImapPhase::Greeting, credentials))?;
@@ -277,10 +291,11 @@ fn open_session(
     };
 
     let authenticator = XoauthAuthenticator::new(credentials);
+    clock.start_step();
     match client.authenticate("XOAUTH2", &authenticator) {
         Ok(session) => {
             tracing::debug!(endpoint = %endpoint, "imap xoauth2 accepted");
-            Ok(session)
+            Ok((session, clock))
         }
         Err((error, _client)) => {
             let mut error = from_imap(error, ImapPhase::Auth, credentials);
@@ -293,13 +308,16 @@ fn open_session(
     }
 }
 
-/// Plain greeting and `STARTTLS`; returns the socket ready for the handshake.
-fn starttls_by_hand(tcp: TcpStream) -> Result<TcpStream, ImapError> {
+/// Plain greeting and `STARTTLS` (a step each); returns the socket ready for the handshake.
+fn starttls_by_hand(tcp: DeadlineStream) -> Result<DeadlineStream, ImapError> {
+    let clock = tcp.clock();
     let mut io = BufReader::new(tcp);
+    clock.start_step();
     let greeting = read_plain_line(&mut io, ImapPhase::Greeting)?;
     check_greeting(&greeting)?;
 
     let phase = ImapPhase::StartTls;
+    clock.start_step();
     let written = io.get_mut().write_all(b"s1 STARTTLS\r\n").and_then(|()| io.get_mut().flush());
     written.map_err(|e| ImapError::Transport { phase, source: TransportError::from_io(&e) })?;
     let reply = loop {
@@ -326,6 +344,10 @@ fn read_plain_line<R: Read>(io: &mut BufReader<R>, phase: ImapPhase) -> Result<S
         .map_err(|e| ImapError::Transport { phase, source: TransportError::from_io(&e) })?;
     if read == 0 {
         return Err(ImapError::Transport { phase, source: TransportError::closed() });
+    }
+    if !raw.ends_with(b"\n") && read as u64 >= MAX_PLAIN_LINE {
+        let what = format!("a line longer than {MAX_PLAIN_LINE} bytes");
+        return Err(ImapError::Transport { phase, source: TransportError::oversized(&what) });
     }
     Ok(String::from_utf8_lossy(&raw).trim_end().to_owned())
 }

@@ -9,8 +9,14 @@
 //! - An error challenge (`334 <base64 JSON>`) is answered with an empty line, the final reply
 //!   is read and the JSON kept in the error (BR-20). The token is sent once, never again.
 //! - A message counts as sent only on a 2xx after the data; a 5xx there means not sent (BR-07).
-//! - Every read and write is bounded by the caller's timeout; replies are kept whole
-//!   (code, enhanced status, every line) with the phase they ended.
+//! - Time is bounded per step (see [`net`]): a step starts with what we send (for the greeting,
+//!   with the connection or the STARTTLS handshake) and ends with the server's whole reply;
+//!   each gets the caller's timeout, however slowly the server trickles. A send makes at most
+//!   14 steps (greeting, EHLO, STARTTLS, TLS, EHLO, AUTH, credentials, the empty answer to an
+//!   error challenge, its cancel, MAIL, RCPT, DATA, the data, QUIT), so it ends within the
+//!   connect plus 14 × the timeout. A reply longer than [`MAX_REPLY_LINE`] per line or
+//!   [`MAX_REPLY_LINES`] lines ends the check as [`net::TransportKind::Oversized`]. Replies are
+//!   kept whole (code, enhanced status, every line) with the phase they ended.
 //! - Reply text passes through [`Xoauth2Credentials::redact`], and our own AUTH line is
 //!   never quoted in an error or log.
 //!
@@ -23,7 +29,7 @@
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use lettre::Message;
@@ -31,7 +37,7 @@ use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use oauth2::AccessToken;
 
-use super::net::{self, TransportError};
+use super::net::{self, DeadlineStream, StepClock, TransportError};
 use super::xoauth2::{CredentialsError, ErrorChallenge, Xoauth2Credentials};
 use crate::profile::ServerEndpoint;
 use crate::provider::Security;
@@ -208,7 +214,8 @@ const MAX_REPLY_LINES: usize = 200;
 
 /// Connects, authenticates with XOAUTH2 as `login` and sends `message`.
 ///
-/// Blocking; every network step is bounded by `timeout`.
+/// Blocking; every step is bounded by `timeout` (the whole send by 14 of them, see the module
+/// doc).
 pub fn send_test_message(
     endpoint: &ServerEndpoint,
     trust: &Trust,
@@ -239,17 +246,18 @@ fn exchange(
     let transport = |phase| move |source| SmtpError::Transport { phase, source };
     let tcp = net::connect(endpoint, timeout).map_err(transport(SmtpPhase::Connect))?;
     let helo = ehlo_name(&tcp);
+    let clock = tcp.clock();
 
     match endpoint.security {
         Security::Tls => {
             let tls =
                 net::handshake(tcp, &endpoint.host, trust).map_err(transport(SmtpPhase::Tls))?;
-            let mut conn = Conn::new(tls, &credentials);
+            let mut conn = Conn::new(tls, clock, &credentials);
             conn.expect_greeting()?;
             conn.submit(&helo, &envelope_from, &envelope_to, &content)
         }
         Security::StartTls => {
-            let mut plain = Conn::new(tcp, &credentials);
+            let mut plain = Conn::new(tcp, clock.clone(), &credentials);
             plain.expect_greeting()?;
             let ehlo = plain.ehlo(&helo)?;
             if !ehlo.lines.iter().skip(1).any(|l| l.trim().eq_ignore_ascii_case("STARTTLS")) {
@@ -266,7 +274,12 @@ fn exchange(
             let tcp = plain.into_plain_socket()?;
             let tls =
                 net::handshake(tcp, &endpoint.host, trust).map_err(transport(SmtpPhase::Tls))?;
-            Conn::new(tls, &credentials).submit(&helo, &envelope_from, &envelope_to, &content)
+            Conn::new(tls, clock, &credentials).submit(
+                &helo,
+                &envelope_from,
+                &envelope_to,
+                &content,
+            )
         }
     }
 }
@@ -312,8 +325,8 @@ fn dot_stuff(message: &[u8]) -> Vec<u8> {
 }
 
 /// Our address as an EHLO address literal (`[192.0.2.1]`, `[IPv6:::1]`).
-fn ehlo_name(tcp: &TcpStream) -> String {
-    match tcp.local_addr().map(|a| a.ip()) {
+fn ehlo_name(tcp: &DeadlineStream) -> String {
+    match tcp.socket().local_addr().map(|a| a.ip()) {
         Ok(IpAddr::V4(ip)) => format!("[{ip}]"),
         Ok(IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
         Err(_) => "mailgrant.invalid".to_owned(),
@@ -323,15 +336,23 @@ fn ehlo_name(tcp: &TcpStream) -> String {
 /// One SMTP connection (plain before STARTTLS, TLS after).
 struct Conn<'c, S: Read + Write> {
     io: BufReader<S>,
+    clock: StepClock,
     credentials: &'c Xoauth2Credentials,
 }
 
 impl<'c, S: Read + Write> Conn<'c, S> {
-    fn new(stream: S, credentials: &'c Xoauth2Credentials) -> Self {
-        Conn { io: BufReader::new(stream), credentials }
+    fn new(stream: S, clock: StepClock, credentials: &'c Xoauth2Credentials) -> Self {
+        Conn { io: BufReader::new(stream), clock, credentials }
     }
 
+    /// A new step: the timeout starts again from now.
+    fn start_step(&mut self) {
+        self.clock.start_step();
+    }
+
+    /// The greeting is a step of its own, starting when the connection (or TLS) is up.
     fn expect_greeting(&mut self) -> Result<(), SmtpError> {
+        self.start_step();
         let reply = self.reply(SmtpPhase::Greeting)?;
         if reply.code != 220 {
             return Err(SmtpError::Rejected { phase: SmtpPhase::Greeting, reply, challenge: None });
@@ -445,7 +466,9 @@ impl<'c, S: Read + Write> Conn<'c, S> {
         self.write(&bytes, phase)
     }
 
+    /// Writes `bytes` as the start of a new step, which ends with the reply to them.
     fn write(&mut self, bytes: &[u8], phase: SmtpPhase) -> Result<(), SmtpError> {
+        self.start_step();
         let stream = self.io.get_mut();
         stream
             .write_all(bytes)
@@ -465,10 +488,18 @@ impl<'c, S: Read + Write> Conn<'c, S> {
             if read == 0 {
                 return Err(SmtpError::Transport { phase, source: TransportError::closed() });
             }
+            let unterminated = !raw.ends_with(b"\n");
+            if unterminated && read as u64 >= MAX_REPLY_LINE {
+                let what = format!("a reply line longer than {MAX_REPLY_LINE} bytes");
+                return Err(SmtpError::Transport {
+                    phase,
+                    source: TransportError::oversized(&what),
+                });
+            }
             let text = self.credentials.redact(&String::from_utf8_lossy(&raw));
             let text = text.trim_end_matches(['\r', '\n']);
             let malformed = || SmtpError::Malformed { phase, line: shorten(text) };
-            if !raw.ends_with(b"\n") {
+            if unterminated {
                 return Err(malformed());
             }
 
@@ -479,7 +510,11 @@ impl<'c, S: Read + Write> Conn<'c, S> {
                 break;
             }
             if lines.len() >= MAX_REPLY_LINES {
-                return Err(malformed());
+                let what = format!("a reply of more than {MAX_REPLY_LINES} lines");
+                return Err(SmtpError::Transport {
+                    phase,
+                    source: TransportError::oversized(&what),
+                });
             }
         }
 
