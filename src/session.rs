@@ -2,9 +2,17 @@
 //! config's lock and saving a rotated refresh token before the access token is handed out.
 //!
 //! This is what `mailgrant token`, `mailgrant check`, the GUI's status view and a service
-//! embedding the library call. Whoever refreshes first wins; the others find the fresh access
+//! embedding the library call. A cached access token that is still good is read without the
+//! lock (files are only ever replaced whole, so a lock-free read sees a complete file): a
+//! stuck lock holder or a read-only config folder does not stop it. Only a refresh takes the
+//! lock, and re-reads under it. Whoever refreshes first wins; the others find the fresh access
 //! token on disk after the lock and do not refresh again, so two processes never redeem the
 //! same refresh token.
+//!
+//! Every call ends within [`RetryPolicy::budget`] of the request timeout (89 s with the
+//! default policy and the default 20 s timeout): the wait for the lock, the requests and the
+//! backoff all come out of that one budget, so callers queued behind a slow refresh do not
+//! add up their waits.
 //!
 //! Failures are sorted by what they mean for the stored grant:
 //! - transient (timeouts, network faults, HTTP 5xx and 429): retried with a bounded backoff
@@ -16,7 +24,7 @@
 //!   fine and the refresh token is kept; only the secret must be replaced (BR-13);
 //! - anything else permanent: reported, nothing marked, no retry.
 
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use oauth2::RefreshToken;
 use time::{Duration, OffsetDateTime};
@@ -67,6 +75,15 @@ pub enum SessionError {
     /// The token endpoint refused the refresh for another lasting reason.
     #[error("refreshing the access token failed: {0}")]
     Token(TokenError),
+    /// The refresh failed (the first error), and recording the outcome in the secrets failed
+    /// too (for example a dead grant could not be marked in a read-only folder).
+    #[error("{error} (it could not be recorded: {store})")]
+    NotRecorded {
+        /// What went wrong with the refresh: the cause the operator needs first.
+        error: Box<SessionError>,
+        /// Why the secrets could not be written.
+        store: StoreError,
+    },
 }
 
 impl SessionError {
@@ -81,24 +98,53 @@ impl SessionError {
                 "Open mailgrant and choose Sign in, or run mailgrant login --config <file>",
                 Retry::Permanent,
             ),
-            SessionError::NeedsSignIn { reason } => Diagnosis::new(
-                "needs-sign-in",
-                "The provider refused the stored refresh token; alarm mail cannot be sent",
-                reason.clone(),
-                "Sign in again (mailgrant login --config <file>, or Sign in again… in the app)",
-                Retry::Permanent,
-            ),
+            SessionError::NeedsSignIn { reason } => {
+                let sign_in_again =
+                    "Sign in again (mailgrant login --config <file>, or Sign in again… in the app)";
+                // Google ends every sign-in of an app in "Testing" after 7 days: signing in
+                // again alone would fail again a week later (BR-15).
+                let fix = if diagnose::oauth::is_google(profile) {
+                    format!(
+                        "If the Google app's publishing status is \"Testing\", first set it to \
+                         \"In production\" (Google Cloud console → APIs & Services → OAuth \
+                         consent screen). Then {}{}",
+                        sign_in_again[..1].to_lowercase(),
+                        &sign_in_again[1..]
+                    )
+                } else {
+                    sign_in_again.to_owned()
+                };
+                Diagnosis::new(
+                    "needs-sign-in",
+                    "The provider refused the stored refresh token; alarm mail cannot be sent",
+                    reason.clone(),
+                    fix,
+                    Retry::Permanent,
+                )
+            }
             SessionError::ClientSecret(e) => diagnose::oauth::token(e, profile)
                 .with_detail("the stored refresh token was kept: no new sign-in is needed"),
             SessionError::Unavailable { attempts, error } => diagnose::oauth::token(error, profile)
                 .with_detail(format!("tried {attempts} times; the stored tokens were kept")),
             SessionError::Token(e) => diagnose::oauth::token(e, profile),
+            SessionError::NotRecorded { error, store } => {
+                let unsaved = diagnose::config::store(store);
+                error.diagnosis(profile).with_detail(format!(
+                    "this could not be recorded in the secrets ({}): {} {}",
+                    unsaved.id, unsaved.summary, unsaved.fix
+                ))
+            }
         }
     }
 
     /// True when the same call may succeed later without anyone changing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SessionError::Unavailable { .. })
+        match self {
+            SessionError::Unavailable { .. } => true,
+            SessionError::Store(StoreError::LockBusy { .. }) => true,
+            SessionError::NotRecorded { error, .. } => error.is_transient(),
+            _ => false,
+        }
     }
 }
 
@@ -130,7 +176,20 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Time allowed for reading, locking and saving around the requests, within the budget.
+const FILE_WORK: StdDuration = StdDuration::from_secs(2);
+
 impl RetryPolicy {
+    /// The longest a whole call may take with requests bounded by `request_timeout`: one
+    /// timeout per request, every backoff delay, and [`FILE_WORK`] (for the default policy,
+    /// 4 × timeout + 9 s). Waiting for the lock and `Retry-After` waits come out of it; a retry
+    /// that would not finish inside it is not started.
+    pub fn budget(&self, request_timeout: StdDuration) -> StdDuration {
+        let requests = u32::try_from(self.delays.len() + 1).unwrap_or(u32::MAX);
+        let backoff: StdDuration = self.delays.iter().sum();
+        request_timeout.saturating_mul(requests).saturating_add(backoff).saturating_add(FILE_WORK)
+    }
+
     /// No retries (for a button the operator is watching).
     pub fn none() -> RetryPolicy {
         RetryPolicy { delays: Vec::new(), ..RetryPolicy::default() }
@@ -166,7 +225,7 @@ pub fn tokens_with_policy(
 ) -> Result<TokenSet, SessionError> {
     let client = TokenClient::new(profile, trust);
     let refresh = |token: &RefreshToken| client.refresh(token);
-    tokens_via(paths, profile, freshness, policy, refresh, std::thread::sleep)
+    tokens_via(paths, profile, freshness, policy, refresh, Instant::now, std::thread::sleep)
 }
 
 /// What one locked attempt came to.
@@ -179,24 +238,50 @@ enum Attempt {
     },
 }
 
-/// The retry loop, with the token request and the sleep passed in (tests replace both).
+/// The retry loop, with the token request, the clock and the sleep passed in (tests replace
+/// them).
 fn tokens_via(
     paths: &ConfigPaths,
     profile: &Profile,
     freshness: Freshness,
     policy: &RetryPolicy,
     refresh: impl Fn(&RefreshToken) -> Result<TokenSet, TokenError>,
+    now: impl Fn() -> Instant,
     mut sleep: impl FnMut(StdDuration),
 ) -> Result<TokenSet, SessionError> {
+    // Without the lock: a good cached token, or a stored answer that needs no request.
+    let snapshot = store::load_secrets(paths)?;
+    if let Some(tokens) = without_lock(&snapshot, freshness)? {
+        return Ok(tokens);
+    }
+
+    // Every wait below comes out of one budget; the lock is waited for only as long as still
+    // leaves time for one request.
+    let deadline = now() + policy.budget(profile.timeout);
+    let lock_deadline = deadline.checked_sub(profile.timeout).unwrap_or_else(&now);
     let mut retry = 0;
+    let mut last: Option<(TokenError, Option<TokenSet>)> = None;
     loop {
-        let (error, cached) = match attempt(paths, profile, freshness, &refresh)? {
-            Attempt::Done(tokens) => return Ok(tokens),
-            Attempt::Transient { error, cached } => (error, cached),
+        let (error, cached) = match attempt(paths, profile, freshness, lock_deadline, &refresh) {
+            Ok(Attempt::Done(tokens)) => return Ok(tokens),
+            Ok(Attempt::Transient { error, cached }) => (error, cached),
+            Err(SessionError::Store(busy @ StoreError::LockBusy { .. })) => {
+                tracing::warn!(error = %busy, "the lock stayed busy");
+                let cached = last.as_ref().and_then(|(_, cached)| cached.clone());
+                if let Some(tokens) = fallback(cached, &snapshot, freshness) {
+                    return Ok(tokens);
+                }
+                return Err(match last {
+                    Some((error, _)) => unavailable(retry, error),
+                    None => SessionError::Store(busy),
+                });
+            }
+            Err(error) => return Err(error),
         };
 
         // The lock is not held here: others may use the cached token or refresh meanwhile.
-        if let Some(delay) = policy.delay(retry, retry_after(&error)) {
+        let delay = policy.delay(retry, error.retry_after());
+        if let Some(delay) = delay.filter(|d| now() + *d < lock_deadline) {
             retry += 1;
             tracing::warn!(
                 retry,
@@ -205,31 +290,81 @@ fn tokens_via(
                 "refresh failed for a passing reason; retrying"
             );
             sleep(delay);
+            last = Some((error, cached));
             continue;
         }
 
-        let attempts = u32::try_from(retry + 1).unwrap_or(u32::MAX);
-        if let Some(tokens) = cached {
-            tracing::warn!(attempts, "refresh keeps failing; handing out the cached access token");
+        if let Some(tokens) = fallback(cached, &snapshot, freshness) {
             return Ok(tokens);
         }
-        tracing::error!(
-            attempts,
-            status = error.status(),
-            "refresh keeps failing; alarm mail cannot be sent until the provider answers"
-        );
-        return Err(SessionError::Unavailable { attempts, error });
+        return Err(unavailable(retry + 1, error));
     }
 }
 
-/// One attempt under the lock: re-read, use the cache or refresh, save before returning.
+/// The answer a lock-free read of the secrets gives: a cached access token good for
+/// [`REFRESH_MARGIN`] more, or a stored reason why no refresh can work. `None` when a refresh
+/// is needed.
+fn without_lock(
+    snapshot: &Secrets,
+    freshness: Freshness,
+) -> Result<Option<TokenSet>, SessionError> {
+    let now = OffsetDateTime::now_utc();
+    if freshness == Freshness::CachedIfValid
+        && snapshot.valid_access_token(now, REFRESH_MARGIN).is_some()
+        && let Some(tokens) = snapshot.token_set()
+    {
+        tracing::debug!("cached access token still valid; no lock taken");
+        return Ok(Some(tokens));
+    }
+    if let Some(reason) = &snapshot.needs_sign_in {
+        return Err(SessionError::NeedsSignIn { reason: reason.clone() });
+    }
+    if snapshot.refresh_token.is_none() {
+        return Err(SessionError::NotSignedIn);
+    }
+    Ok(None)
+}
+
+/// When no refresh worked out in time: the cached access token if it is still good for
+/// [`STALE_TOKEN_GRACE`] (from the last locked read, else the lock-free one). Never for a
+/// forced refresh, which must not pretend it worked.
+fn fallback(
+    cached: Option<TokenSet>,
+    snapshot: &Secrets,
+    freshness: Freshness,
+) -> Option<TokenSet> {
+    if freshness == Freshness::ForceRefresh {
+        return None;
+    }
+    let now = OffsetDateTime::now_utc();
+    let tokens = cached.or_else(|| {
+        snapshot.valid_access_token(now, STALE_TOKEN_GRACE).and_then(|_| snapshot.token_set())
+    })?;
+    tracing::warn!("no refresh in time; handing out the cached access token");
+    Some(tokens)
+}
+
+/// Every request of this call failed for a passing reason (`attempts` of them).
+fn unavailable(attempts: usize, error: TokenError) -> SessionError {
+    let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+    tracing::error!(
+        attempts,
+        status = error.status(),
+        "refresh keeps failing; alarm mail cannot be sent until the provider answers"
+    );
+    SessionError::Unavailable { attempts, error }
+}
+
+/// One attempt under the lock (waited for until `lock_deadline`): re-read, use the cache or
+/// refresh, save before returning.
 fn attempt(
     paths: &ConfigPaths,
     profile: &Profile,
     freshness: Freshness,
+    lock_deadline: Instant,
     refresh: &impl Fn(&RefreshToken) -> Result<TokenSet, TokenError>,
 ) -> Result<Attempt, SessionError> {
-    let result = store::update_secrets_locked(paths, |secrets| {
+    let result = store::update_secrets_locked_until(paths, lock_deadline, |secrets| {
         let now = OffsetDateTime::now_utc();
         if freshness == Freshness::CachedIfValid
             && secrets.valid_access_token(now, REFRESH_MARGIN).is_some()
@@ -253,6 +388,10 @@ fn attempt(
     result.map_err(|e| match e {
         UpdateError::Store(e) => SessionError::Store(e),
         UpdateError::Update(e) => e,
+        UpdateError::NotSaved { error, store } => {
+            tracing::error!(%store, "the outcome of the refresh could not be recorded");
+            SessionError::NotRecorded { error: Box::new(error), store }
+        }
     })
 }
 
@@ -370,13 +509,6 @@ pub fn revoke_instructions(config: &ServiceConfig) -> &'static str {
     }
 }
 
-/// The wait a server asked for with `Retry-After`.
-// TODO(issue 4, oauth helper): `TokenError` does not carry the `Retry-After` header yet, so
-// only the policy's own backoff applies; `RetryPolicy::delay` already honours it when given.
-fn retry_after(_error: &TokenError) -> Option<StdDuration> {
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use std::cell::{Cell, RefCell};
@@ -444,6 +576,7 @@ mod tests {
         TokenError::Provider {
             status,
             error: Box::new(ProviderError::from_parts(error, Some(description.into()), None)),
+            retry_after: None,
         }
     }
 
@@ -465,19 +598,40 @@ mod tests {
         freshness: Freshness,
         answers: Vec<Result<TokenSet, TokenError>>,
     ) -> (Result<TokenSet, SessionError>, usize, Vec<StdDuration>) {
+        run_with(paths, &profile(), &RetryPolicy::default(), freshness, answers)
+    }
+
+    /// [`run`] with a chosen profile and policy. The sleeps only advance a pretend clock.
+    fn run_with(
+        paths: &ConfigPaths,
+        profile: &Profile,
+        policy: &RetryPolicy,
+        freshness: Freshness,
+        answers: Vec<Result<TokenSet, TokenError>>,
+    ) -> (Result<TokenSet, SessionError>, usize, Vec<StdDuration>) {
         let answers = RefCell::new(answers.into_iter());
         let calls = Cell::new(0);
+        let clock = Cell::new(Instant::now());
         let mut sleeps = Vec::new();
         let refresh = |token: &RefreshToken| {
             calls.set(calls.get() + 1);
             assert!(!token.secret().is_empty(), "refreshed with an empty token");
             answers.borrow_mut().next().expect("no more scripted answers")
         };
-        let result =
-            tokens_via(paths, &profile(), freshness, &RetryPolicy::default(), refresh, |d| {
-                sleeps.push(d)
-            });
+        let sleep = |d| {
+            sleeps.push(d);
+            clock.set(clock.get() + d);
+        };
+        let result = tokens_via(paths, profile, freshness, policy, refresh, || clock.get(), sleep);
         (result, calls.get(), sleeps)
+    }
+
+    fn too_many_requests(retry_after: StdDuration) -> TokenError {
+        TokenError::Provider {
+            status: 429,
+            error: Box::new(ProviderError::from_parts("slow_down", None, None)),
+            retry_after: Some(retry_after),
+        }
     }
 
     fn secs(list: &[u64]) -> Vec<StdDuration> {
@@ -610,6 +764,92 @@ mod tests {
         assert_eq!(policy.delay(2, Some(s(1))), Some(s(4)));
         assert_eq!(policy.delay(3, None), None);
         assert_eq!(RetryPolicy::none().delay(0, Some(s(5))), None);
+    }
+
+    #[test]
+    fn f6_retry_after_of_a_429_sets_the_wait_capped_at_30_s() {
+        let (_dir, paths) = setup(Duration::minutes(-1));
+        let fresh = || Ok(tokens("AT-2", Some("RT-2"), Duration::hours(1)));
+        let asked = too_many_requests(StdDuration::from_secs(10));
+        let (result, calls, sleeps) =
+            run(&paths, Freshness::CachedIfValid, vec![Err(asked), fresh()]);
+        assert_eq!(result.expect("second try works").access_token.secret(), "AT-2");
+        assert_eq!((calls, sleeps), (2, secs(&[10])));
+
+        // An absurd Retry-After is capped, not overflowed.
+        let (_dir, paths) = setup(Duration::minutes(-1));
+        let absurd = too_many_requests(StdDuration::from_secs(99_999_999_999));
+        let (result, calls, sleeps) =
+            run(&paths, Freshness::CachedIfValid, vec![Err(absurd), fresh()]);
+        assert_eq!(result.expect("second try works").access_token.secret(), "AT-2");
+        assert_eq!((calls, sleeps), (2, secs(&[30])));
+    }
+
+    #[test]
+    fn f6_retry_after_never_takes_a_call_past_its_budget() {
+        // Timeout 20 s: the budget is 89 s and a retry must start by 69 s. Waits of 30 s fit
+        // twice; the third would end past the budget, so the call stops after 3 requests.
+        let (_dir, paths) = setup(Duration::minutes(-1));
+        assert_eq!(profile().timeout, StdDuration::from_secs(20));
+        assert_eq!(RetryPolicy::default().budget(profile().timeout), StdDuration::from_secs(89));
+        let answers =
+            (0..4).map(|_| Err(too_many_requests(StdDuration::from_secs(u64::MAX)))).collect();
+        let (result, calls, sleeps) = run(&paths, Freshness::CachedIfValid, answers);
+        let error = result.expect_err("every request was refused");
+        assert!(matches!(error, SessionError::Unavailable { attempts: 3, .. }), "{error:?}");
+        assert_eq!((calls, sleeps), (3, secs(&[30, 30])));
+    }
+
+    #[test]
+    fn f4_a_valid_cached_token_is_handed_out_while_another_process_holds_the_lock() {
+        let (_dir, paths) = setup(Duration::minutes(59));
+        let _held = store::StoreLock::acquire(&paths).expect("lock");
+        let started = std::time::Instant::now();
+        let (result, calls, sleeps) = run(&paths, Freshness::CachedIfValid, vec![]);
+        assert_eq!(result.expect("cached, no lock").access_token.secret(), ACCESS);
+        assert_eq!((calls, sleeps.len()), (0, 0));
+        assert!(started.elapsed() < StdDuration::from_secs(1), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn f4_a_held_lock_ends_in_a_lock_busy_diagnosis_within_the_budget() {
+        let (_dir, paths) = setup(Duration::minutes(-1));
+        let _held = store::StoreLock::acquire(&paths).expect("lock");
+        let mut profile = profile();
+        profile.timeout = StdDuration::from_secs(1);
+        let policy = RetryPolicy::none();
+        // One request of 1 s and the file work: 3 s, of which 2 s may go to the lock.
+        assert_eq!(policy.budget(profile.timeout), StdDuration::from_secs(3));
+
+        let started = std::time::Instant::now();
+        let (result, calls, _) =
+            run_with(&paths, &profile, &policy, Freshness::CachedIfValid, vec![]);
+        let took = started.elapsed();
+        assert!((StdDuration::from_secs(2)..StdDuration::from_secs(3)).contains(&took), "{took:?}");
+        assert_eq!(calls, 0);
+
+        let error = result.expect_err("the lock stayed busy");
+        assert!(error.is_transient());
+        let diagnosis = error.diagnosis(&profile);
+        assert_eq!(diagnosis.id, "config-lock-busy");
+        let pid = std::process::id();
+        if cfg!(target_os = "linux") {
+            assert!(diagnosis.summary.contains(&format!(", pid {pid})")), "{diagnosis:?}");
+        }
+        assert!(diagnosis.summary.contains("has held the lock"), "{diagnosis:?}");
+        assert!(diagnosis.fix.contains("never delete the lock file"), "{diagnosis:?}");
+    }
+
+    #[test]
+    fn f4_a_cached_token_inside_the_margin_is_handed_out_when_the_lock_stays_busy() {
+        let (_dir, paths) = setup(Duration::minutes(2));
+        let _held = store::StoreLock::acquire(&paths).expect("lock");
+        let mut profile = profile();
+        profile.timeout = StdDuration::from_secs(1);
+        let (result, calls, _) =
+            run_with(&paths, &profile, &RetryPolicy::none(), Freshness::CachedIfValid, vec![]);
+        assert_eq!(result.expect("cached fallback").access_token.secret(), ACCESS);
+        assert_eq!(calls, 0);
     }
 
     #[test]

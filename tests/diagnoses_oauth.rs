@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -19,10 +20,11 @@ use mailgrant::oauth::{
 };
 use mailgrant::profile::{Profile, ProfileForm};
 use mailgrant::provider::ProviderKind;
-use mailgrant::store::Identities;
+use mailgrant::session::{self, Freshness, SessionError};
+use mailgrant::store::{self, ConfigPaths, Identities, Secrets, ServiceConfig};
 use mailgrant::trust::Trust;
 use mailgrant::verify::{self, CheckId, Outcome, VerifyInput};
-use oauth2::RefreshToken;
+use oauth2::{AccessToken, ClientSecret, RefreshToken};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 const CLIENT_ID: &str = "00000000-0000-0000-0000-000000000001";
@@ -768,4 +770,107 @@ fn signing_in_with_another_account_warns_and_names_the_mailbox_to_pick() {
     );
     assert!(d.fix.contains("choose Sign in again and pick alarms@example.com"), "{}", d.fix);
     assert_no_secret(&format!("{}\n{d:?}", d.to_text()), &[ACCESS_TOKEN, REFRESH_TOKEN, CODE]);
+}
+
+// --- F13, F14: an answer far too large, a plain-http port that times out ------------------------
+
+/// A token endpoint that answers every request with HTTP 200 and a 100 MB body (sent until the
+/// client stops reading). Returns the URL base, the request counter and the stop switch.
+fn huge_answer_server() -> (String, Arc<AtomicUsize>, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let (requests, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let (seen, stopped) = (Arc::clone(&requests), Arc::clone(&stop));
+    thread::spawn(move || {
+        while !stopped.load(Ordering::SeqCst) {
+            let Ok((mut stream, _)) = listener.accept() else {
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            stream.set_nonblocking(false).expect("blocking");
+            stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            read_request(&mut stream);
+            seen.fetch_add(1, Ordering::SeqCst);
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \
+                        104857600\r\nConnection: close\r\n\r\n{\"access_token\":\"";
+            let chunk = [b'A'; 64 * 1024];
+            let mut sent = stream.write_all(head.as_bytes());
+            for _ in 0..1600 {
+                if sent.is_err() {
+                    break;
+                }
+                sent = stream.write_all(&chunk);
+            }
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), requests, stop)
+}
+
+#[test]
+fn f13_a_100_mb_token_answer_is_not_a_network_fault_and_is_not_retried() {
+    let (base, requests, stop) = huge_answer_server();
+    let profile = outlook(&format!("{base}/token"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = ConfigPaths::for_config(&dir.path().join("mailgrant.toml"));
+    let config = ServiceConfig::from_profile(&profile, &Identities::for_profile(&profile, None));
+    let signed_in = TokenSet {
+        access_token: AccessToken::new(ACCESS_TOKEN.into()),
+        access_expires_at: None,
+        refresh_token: Some(RefreshToken::new(REFRESH_TOKEN.into())),
+        granted_scopes: None,
+        identity: None,
+        obtained_at: time::OffsetDateTime::now_utc(),
+    };
+    let secrets = Secrets::from_sign_in(&signed_in, Some(ClientSecret::new(CLIENT_SECRET.into())));
+    store::save(&paths, &config, &secrets).expect("saved setup");
+
+    // The default policy retries a passing failure three times: one request proves none.
+    let failure = session::tokens(&paths, &profile, &system_trust(), Freshness::ForceRefresh)
+        .expect_err("no token in a 100 MB answer");
+    stop.store(true, Ordering::SeqCst);
+
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "permanent: asked once, not retried");
+    assert!(!failure.is_transient(), "{failure:?}");
+    let SessionError::Token(error) = &failure else { panic!("{failure:?}") };
+    assert!(
+        matches!(error, TokenError::Transport { kind: TransportKind::Oversized, .. }),
+        "{error:?}"
+    );
+    assert!(!error.is_transient());
+    let d = failure.diagnosis(&profile);
+    assert_eq!(d.id, "token-endpoint-answer-too-large");
+    assert_eq!(d.retry, Retry::Permanent);
+    assert!(d.summary.contains("far larger than any token answer (over 1024 KB)"), "{}", d.summary);
+    assert!(!d.fix.contains("network connection"), "{}", d.fix);
+    assert!(d.fix.contains(&format!("Check the Token URL ({base}/token)")), "{}", d.fix);
+    assert_no_secret(&visible_token(error, &d), &[REFRESH_TOKEN, CLIENT_SECRET, ACCESS_TOKEN]);
+}
+
+#[test]
+fn f14_a_plain_http_token_url_on_a_custom_port_timing_out_names_that_port() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let holder = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        thread::sleep(Duration::from_secs(3));
+        drop(stream);
+    });
+    let profile = outlook(&format!("http://127.0.0.1:{port}/token"));
+    let error = refresh(&profile, &system_trust());
+    holder.join().expect("holder");
+
+    assert!(
+        matches!(&error, TokenError::Transport { kind: TransportKind::Timeout, .. }),
+        "{error:?}"
+    );
+    let d = diagnose::oauth::token(&error, &profile);
+    assert_eq!(d.id, "token-endpoint-timeout");
+    assert!(
+        d.fix.contains(&format!("allow outbound HTTP (port {port}) to 127.0.0.1")),
+        "{}",
+        d.fix
+    );
+    assert!(!d.fix.contains("443"), "{}", d.fix);
+    assert!(!d.fix.contains("HTTPS ("), "{}", d.fix);
 }

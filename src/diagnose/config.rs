@@ -5,12 +5,13 @@
 
 use std::io;
 use std::path::Path;
+use std::time::Duration;
 
 use super::{Diagnosis, Retry};
 use crate::store::acl::{AclProblem, BroadGroup, SID_ADMINISTRATORS, SID_SYSTEM};
 use crate::store::sealed::FrameError;
 use crate::store::{
-    FileRole, KeyringEntry, KeyringFailure, ParseProblem, ParseProblemKind, StoreError,
+    FileRole, KeyringEntry, KeyringFailure, LockHolder, ParseProblem, ParseProblemKind, StoreError,
 };
 
 /// The diagnosis for a store error.
@@ -57,6 +58,15 @@ pub fn store(error: &StoreError) -> Diagnosis {
                  refresh token is replaced",
                 path.display()
             ),
+            Retry::Permanent,
+        ),
+        StoreError::SecretsNotAFile { path, what } => Diagnosis::new(
+            "secrets-not-a-file",
+            format!("Refused to use {} as the secrets file", path.display()),
+            format!("It is {what}; mailgrant keeps its secrets in a plain file of its own"),
+            "Point [secrets] path in the config at a file of its own (or remove the line to use \
+             <config name>.secrets.toml beside the config), then sign in again so mailgrant \
+             writes it. Do not change the permissions of the file named above",
             Retry::Permanent,
         ),
         StoreError::SecretsFolderWorldWritable { path, mode } => Diagnosis::new(
@@ -127,6 +137,10 @@ pub fn store(error: &StoreError) -> Diagnosis {
             "Check that this user may write to the config's folder, then try again",
             Retry::Transient,
         ),
+        StoreError::LockFolderNotWritable { path, folder, user, owner, mode, source } => {
+            folder_not_writable(path, folder, user, owner.as_deref(), *mode, source)
+        }
+        StoreError::LockBusy { path, waited, holder } => lock_busy(path, *waited, holder.as_ref()),
         StoreError::InvalidSettings { problems } => {
             let mut diagnosis = Diagnosis::new(
                 "config-invalid-settings",
@@ -153,6 +167,74 @@ pub fn store(error: &StoreError) -> Diagnosis {
             Retry::Permanent,
         ),
     }
+}
+
+/// A refresh needs the lock file and a new secrets file in the config's folder, and this user
+/// may not create files there.
+fn folder_not_writable(
+    lock: &Path,
+    folder: &Path,
+    user: &str,
+    owner: Option<&str>,
+    mode: Option<u32>,
+    source: &io::Error,
+) -> Diagnosis {
+    let folder_text = folder.display();
+    let facts = match (owner, mode) {
+        (Some(owner), Some(mode)) => format!(" (owner {owner}, mode {mode:04o})"),
+        _ => String::new(),
+    };
+    let run_as = owner.map(|o| format!("as the folder's owner ({o}), ")).unwrap_or_default();
+    Diagnosis::new(
+        "config-folder-not-writable",
+        format!(
+            "The access token must be refreshed, but user {user} may not write to the config \
+             folder {folder_text}"
+        ),
+        format!(
+            "A refresh takes the lock file {} and saves the rotated refresh token in that \
+             folder; the folder{facts} does not let {user} create files there ({}). A cached \
+             access token that is still valid is handed out without writing",
+            lock.display(),
+            source.kind()
+        ),
+        format!(
+            "Run mailgrant and the service {run_as}or give {user} write access to the folder \
+             (for example `chown {user} {folder_text}` and `chmod 700 {folder_text}`), then try \
+             again"
+        ),
+        Retry::Permanent,
+    )
+}
+
+/// Another process held the lock for the whole wait this call could afford.
+fn lock_busy(lock: &Path, waited: Duration, holder: Option<&LockHolder>) -> Diagnosis {
+    let who = match holder {
+        Some(LockHolder { pid, command: Some(command) }) => {
+            format!("Another process ({command}, pid {pid})")
+        }
+        Some(LockHolder { pid, command: None }) => format!("Another process (pid {pid})"),
+        None => "Another process".to_owned(),
+    };
+    let find = match holder {
+        Some(holder) => format!("check process {} (`ps -p {}`)", holder.pid, holder.pid),
+        None => format!("find the process that holds it (Linux: `fuser -v {}`)", lock.display()),
+    };
+    Diagnosis::new(
+        "config-lock-busy",
+        format!(
+            "{who} has held the lock {} for {} s; no access token could be had in time",
+            lock.display(),
+            waited.as_secs()
+        ),
+        "Another mailgrant (the service, the app, or a `mailgrant token`) is refreshing and the \
+         token endpoint is slow, or the process holding the lock is stuck or stopped",
+        format!(
+            "Try again in a minute. If no mailgrant is refreshing, {find} and end it if it is \
+             stuck; never delete the lock file"
+        ),
+        Retry::Transient,
+    )
 }
 
 fn acl_too_open(path: &Path, problem: &AclProblem, service_account: Option<&str>) -> Diagnosis {

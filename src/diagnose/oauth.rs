@@ -62,6 +62,7 @@ pub const IDS: &[&str] = &[
     TOKEN_ENDPOINT_TLS_FAILED,
     TOKEN_ENDPOINT_PROXY,
     TOKEN_ENDPOINT_NETWORK,
+    TOKEN_ENDPOINT_ANSWER_TOO_LARGE,
     TOKEN_ENDPOINT_UNEXPECTED,
     TOKEN_ENDPOINT_REDIRECTED,
     TOKEN_RESPONSE_INVALID,
@@ -111,6 +112,7 @@ pub const TOKEN_ENDPOINT_TLS_WRONG_HOST: &str = "token-endpoint-tls-wrong-host";
 pub const TOKEN_ENDPOINT_TLS_FAILED: &str = "token-endpoint-tls-failed";
 pub const TOKEN_ENDPOINT_PROXY: &str = "token-endpoint-proxy";
 pub const TOKEN_ENDPOINT_NETWORK: &str = "token-endpoint-network";
+pub const TOKEN_ENDPOINT_ANSWER_TOO_LARGE: &str = "token-endpoint-answer-too-large";
 pub const TOKEN_ENDPOINT_UNEXPECTED: &str = "token-endpoint-unexpected";
 pub const TOKEN_ENDPOINT_REDIRECTED: &str = "token-endpoint-redirected";
 pub const TOKEN_RESPONSE_INVALID: &str = "token-response-invalid";
@@ -189,7 +191,7 @@ fn token_step(
 ) -> Diagnosis {
     let host = profile.token_url.url().host_str().unwrap_or_default().to_owned();
     match error {
-        TokenError::Provider { status, error } => {
+        TokenError::Provider { status, error, .. } => {
             from_provider(error, Some(*status), profile, step, refresh_token_age)
         }
         TokenError::Transport { kind, detail, host } => {
@@ -197,10 +199,10 @@ fn token_step(
         }
         // An error page instead of JSON from an overloaded or failing front end: the same
         // passing fault as a JSON 5xx, so the same advice.
-        TokenError::UnexpectedResponse { status, what } if *status == 429 || *status >= 500 => {
+        TokenError::UnexpectedResponse { status, what, .. } if *status == 429 || *status >= 500 => {
             unavailable(Some(*status)).with_detail(format!("HTTP {status}: {what}"))
         }
-        TokenError::UnexpectedResponse { status, what } => Diagnosis::new(
+        TokenError::UnexpectedResponse { status, what, .. } => Diagnosis::new(
             TOKEN_ENDPOINT_UNEXPECTED,
             format!(
                 "The token endpoint {host} answered HTTP {status} with something that is \
@@ -272,7 +274,7 @@ fn is_microsoft(profile: &Profile) -> bool {
 
 /// Google, recognised by its endpoints, its mail hosts or the Gmail scope, so that a profile
 /// typed as a custom provider (or reaching Google through a proxy URL) is still recognised.
-fn is_google(profile: &Profile) -> bool {
+pub(crate) fn is_google(profile: &Profile) -> bool {
     let host = |url: &url::Url| url.host_str().unwrap_or_default().to_ascii_lowercase();
     let token = host(profile.token_url.url());
     let authorize = host(profile.authorize_url.url());
@@ -807,9 +809,18 @@ fn generic(error: &ProviderError, status: Option<u16>, step: Step) -> Diagnosis 
     }
 }
 
+/// `HTTPS (port 443)`, `HTTP (port 8080)`: the Token URL's own scheme and port.
+fn scheme_and_port(profile: &Profile) -> (String, String) {
+    let url = profile.token_url.url();
+    let scheme = url.scheme().to_ascii_uppercase();
+    let port = url.port_or_known_default().map_or_else(String::new, |p| format!(" (port {p})"));
+    (scheme.clone(), format!("{scheme}{port}"))
+}
+
 fn transport(kind: &TransportKind, host: &str, profile: &Profile) -> Diagnosis {
     let proxy_hint = "If this network needs a web proxy, set HTTPS_PROXY for mailgrant and the \
                       service";
+    let (scheme, scheme_port) = scheme_and_port(profile);
     match kind {
         TransportKind::Dns => Diagnosis::new(
             TOKEN_ENDPOINT_DNS,
@@ -824,8 +835,8 @@ fn transport(kind: &TransportKind, host: &str, profile: &Profile) -> Diagnosis {
             format!("The connection to the sign-in server {host} was refused"),
             "Nothing answers at that address and port, or a firewall rejects the connection",
             format!(
-                "Check the Token URL's host and port, and ask IT to allow outbound HTTPS (port \
-                 443) to {host}. {proxy_hint}"
+                "Check the Token URL's host and port, and ask IT to allow outbound \
+                 {scheme_port} to {host}. {proxy_hint}"
             ),
             Retry::Transient,
         ),
@@ -833,7 +844,7 @@ fn transport(kind: &TransportKind, host: &str, profile: &Profile) -> Diagnosis {
             TOKEN_ENDPOINT_RESET,
             format!("The connection to the sign-in server {host} was closed before it answered"),
             "A firewall or proxy cut the connection, or the network dropped",
-            format!("Try again; if it persists, ask IT whether HTTPS to {host} is filtered"),
+            format!("Try again; if it persists, ask IT whether {scheme} to {host} is filtered"),
             Retry::Transient,
         ),
         TransportKind::Timeout => Diagnosis::new(
@@ -845,7 +856,7 @@ fn transport(kind: &TransportKind, host: &str, profile: &Profile) -> Diagnosis {
             "A firewall silently drops the connection, the network is very slow, or a proxy is \
              required",
             format!(
-                "Ask IT to allow outbound HTTPS (port 443) to {host}, or raise the timeout. \
+                "Ask IT to allow outbound {scheme_port} to {host}, or raise the timeout. \
                  {proxy_hint}"
             ),
             Retry::Transient,
@@ -912,6 +923,23 @@ fn transport(kind: &TransportKind, host: &str, profile: &Profile) -> Diagnosis {
                 "Set HTTPS_PROXY for mailgrant and the service to the proxy IT names, with its \
                  login when it asks for one (http://user:password@proxy:port), or ask IT to \
                  allow {host} through the proxy"
+            ),
+            Retry::Permanent,
+        ),
+        TransportKind::Oversized => Diagnosis::new(
+            TOKEN_ENDPOINT_ANSWER_TOO_LARGE,
+            format!(
+                "The answer from {host} is far larger than any token answer (over {} KB); it \
+                 was not read",
+                crate::oauth::http::MAX_ANSWER_BYTES / 1024
+            ),
+            "What answers at the Token URL is not the provider's token endpoint: a download, a \
+             proxy or portal page, or another service on that address and port. Trying again \
+             gets the same answer",
+            format!(
+                "Check the Token URL ({}): copy the token endpoint from the provider's \
+                 documentation; if it is right, ask IT whether a proxy answers in its place",
+                profile.token_url.as_str()
             ),
             Retry::Permanent,
         ),
@@ -1014,6 +1042,7 @@ mod tests {
         TokenError::Provider {
             status,
             error: Box::new(ProviderError::from_parts(error, Some(description.to_owned()), None)),
+            retry_after: None,
         }
     }
 

@@ -7,7 +7,7 @@
 //! Operator wording lives in `crate::diagnose::oauth`, not here.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// What an OAuth error answer said: from the token endpoint's JSON body or from the query of an
 /// `error` redirect to the loopback listener.
@@ -123,6 +123,9 @@ pub enum TransportKind {
     TlsHandshake,
     /// The configured HTTP proxy refused or failed the connection.
     Proxy,
+    /// The answer (its headers or body) was far larger than any token answer; what answered
+    /// is not the token endpoint. The limit is in the detail.
+    Oversized,
     /// Anything else.
     Other,
 }
@@ -137,6 +140,7 @@ impl fmt::Display for TransportKind {
             TransportKind::Certificate(problem) => write!(f, "the certificate is {problem}"),
             TransportKind::TlsHandshake => f.write_str("the TLS handshake failed"),
             TransportKind::Proxy => f.write_str("the HTTP proxy failed"),
+            TransportKind::Oversized => f.write_str("the answer is far larger than a token answer"),
             TransportKind::Other => f.write_str("the request failed"),
         }
     }
@@ -162,6 +166,8 @@ pub enum TokenError {
         status: u16,
         /// What it said.
         error: Box<ProviderError>,
+        /// The wait its `Retry-After` header asked for (429, 503), from when the answer came.
+        retry_after: Option<Duration>,
     },
     /// The endpoint answered with something that is not an OAuth answer (an HTML page, empty).
     #[error("the token endpoint answered HTTP {status} with {what}")]
@@ -170,6 +176,8 @@ pub enum TokenError {
         status: u16,
         /// Short description of the body (content type, first words of an error page).
         what: String,
+        /// The wait its `Retry-After` header asked for, from when the answer came.
+        retry_after: Option<Duration>,
     },
     /// The endpoint redirected instead of answering (a proxy login page or a wrong URL).
     #[error("the token endpoint redirected (HTTP {status}) to {location}")]
@@ -197,14 +205,18 @@ const TRANSIENT_ERRORS: [&str; 2] = ["temporarily_unavailable", "server_error"];
 
 impl TokenError {
     /// True when retrying later can help (timeouts, network faults, HTTP 5xx and 429, an
-    /// explicit `temporarily_unavailable`); false when someone must change something first.
+    /// explicit `temporarily_unavailable`); false when someone must change something first
+    /// (certificates, TLS, the proxy, an answer far too large to be the token endpoint's).
     pub fn is_transient(&self) -> bool {
         match self {
             TokenError::Transport { kind, .. } => !matches!(
                 kind,
-                TransportKind::Certificate(_) | TransportKind::TlsHandshake | TransportKind::Proxy
+                TransportKind::Certificate(_)
+                    | TransportKind::TlsHandshake
+                    | TransportKind::Proxy
+                    | TransportKind::Oversized
             ),
-            TokenError::Provider { status, error } => {
+            TokenError::Provider { status, error, .. } => {
                 transient_status(*status) || TRANSIENT_ERRORS.contains(&error.error.as_str())
             }
             TokenError::UnexpectedResponse { status, .. } => transient_status(*status),
@@ -234,6 +246,27 @@ impl TokenError {
     pub fn aadsts(&self) -> &[u32] {
         self.provider_error().map(|e| e.aadsts.as_slice()).unwrap_or_default()
     }
+
+    /// The wait the answer's `Retry-After` header asked for, when it carried one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TokenError::Provider { retry_after, .. }
+            | TokenError::UnexpectedResponse { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Reads a `Retry-After` value (RFC 9110 §10.2.3): delay seconds, or an HTTP-date taken
+/// relative to `now` (a date in the past means no wait). A number too large for any clock is
+/// read as the longest wait; the caller caps it. `None` for anything else.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// An `error` redirect from the authorize page (after its `state` was checked).
@@ -364,6 +397,30 @@ mod tests {
         TokenError::Provider {
             status,
             error: Box::new(ProviderError { error: error.to_owned(), ..ProviderError::default() }),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates_and_never_overflows() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").expect("date");
+        let secs = Duration::from_secs;
+        assert_eq!(parse_retry_after("2", now), Some(secs(2)));
+        assert_eq!(parse_retry_after(" 120 ", now), Some(secs(120)));
+        assert_eq!(parse_retry_after("99999999999", now), Some(secs(99_999_999_999)));
+        let huge = "9".repeat(40);
+        assert_eq!(parse_retry_after(&huge, now), Some(secs(u64::MAX)));
+        // The three date forms RFC 9110 makes a recipient accept.
+        for date in [
+            "Sun, 06 Nov 1994 08:50:07 GMT",
+            "Sunday, 06-Nov-94 08:50:07 GMT",
+            "Sun Nov  6 08:50:07 1994",
+        ] {
+            assert_eq!(parse_retry_after(date, now), Some(secs(30)), "{date}");
+        }
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(secs(0)));
+        for junk in ["", "-1", "1.5", "soon", "2 s"] {
+            assert_eq!(parse_retry_after(junk, now), None, "{junk:?}");
         }
     }
 
@@ -386,6 +443,12 @@ mod tests {
             detail: "invalid peer certificate".into(),
         };
         assert!(!tls.is_transient());
+        let oversized = TokenError::Transport {
+            host: "127.0.0.1".into(),
+            kind: TransportKind::Oversized,
+            detail: "the response body is larger than request limit: 1048576".into(),
+        };
+        assert!(!oversized.is_transient(), "a 100 MB answer is not network weather");
     }
 
     #[test]

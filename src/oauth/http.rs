@@ -20,6 +20,11 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 use super::error::{CertificateProblem, TransportKind};
 use crate::trust::Trust;
 
+/// Largest token endpoint answer read. Real ones (access, refresh and ID token with their
+/// fields) are a few KB, error pages rarely more than a hundred; anything past this is not the
+/// token endpoint answering, and reading on would only use memory.
+pub const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
+
 /// A failed exchange with no HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} ({detail})")]
@@ -37,6 +42,7 @@ pub(crate) struct ResponseMeta {
     pub status: u16,
     pub content_type: Option<String>,
     pub location: Option<String>,
+    pub retry_after: Option<String>,
 }
 
 /// ureq agent wrapper implementing oauth2's [`SyncHttpClient`].
@@ -76,10 +82,16 @@ impl TokenHttpClient {
             status: response.status().as_u16(),
             content_type: header(http::header::CONTENT_TYPE),
             location: header(http::header::LOCATION),
+            retry_after: header(http::header::RETRY_AFTER),
         };
         tracing::debug!(status = meta.status, "token endpoint answered");
 
-        let body = response.body_mut().read_to_vec().map_err(|e| classify(&e))?;
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_vec()
+            .map_err(|e| classify(&e))?;
         let mut builder = http::Response::builder().status(response.status());
         if let Some(content_type) = response.headers().get(http::header::CONTENT_TYPE) {
             builder = builder.header(http::header::CONTENT_TYPE, content_type);
@@ -149,6 +161,9 @@ pub(crate) fn classify(error: &ureq::Error) -> TransportError {
         ureq::Error::Tls(_) | ureq::Error::TlsRequired => TransportKind::TlsHandshake,
         ureq::Error::ConnectProxyFailed(_) | ureq::Error::InvalidProxyUrl => TransportKind::Proxy,
         ureq::Error::ConnectionFailed => TransportKind::ConnectionRefused,
+        ureq::Error::BodyExceedsLimit(_) | ureq::Error::LargeResponseHeader(..) => {
+            TransportKind::Oversized
+        }
         _ => TransportKind::Other,
     };
     TransportError { kind, detail }
@@ -252,5 +267,13 @@ mod tests {
             TransportKind::Certificate(CertificateProblem::Expired)
         );
         assert_eq!(classify(&ureq::Error::HostNotFound).kind, TransportKind::Dns);
+    }
+
+    #[test]
+    fn an_answer_over_the_limit_is_oversized_not_a_network_fault() {
+        let body = classify(&ureq::Error::BodyExceedsLimit(MAX_ANSWER_BYTES));
+        assert_eq!(body.kind, TransportKind::Oversized);
+        let headers = classify(&ureq::Error::LargeResponseHeader(70_000, 65_536));
+        assert_eq!(headers.kind, TransportKind::Oversized);
     }
 }

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::SystemTime;
 
 use oauth2::basic::{
     BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
@@ -21,7 +22,7 @@ use serde::de::{Deserializer, IntoDeserializer};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::error::{ProviderError, TokenError, TransportKind, scrub};
+use super::error::{ProviderError, TokenError, TransportKind, parse_retry_after, scrub};
 use super::http::{RecordingClient, ResponseMeta, TokenHttpClient, TransportError};
 use super::{TokenSet, claims};
 use crate::profile::Profile;
@@ -151,6 +152,8 @@ fn map_error(
     host: &str,
     secrets: &[&str],
 ) -> TokenError {
+    let retry_after = meta.as_ref().and_then(|m| m.retry_after.as_deref());
+    let retry_after = retry_after.and_then(|v| parse_retry_after(v, SystemTime::now()));
     match (error, meta) {
         (RequestTokenError::Request(e), _) => {
             TokenError::Transport { host: host.to_owned(), kind: e.kind, detail: e.detail }
@@ -165,6 +168,7 @@ fn map_error(
         (RequestTokenError::ServerResponse(body), meta) => TokenError::Provider {
             status: meta.map(|m| m.status).unwrap_or(400),
             error: Box::new(body.into_provider_error(secrets)),
+            retry_after,
         },
         (_, Some(meta)) if (300..400).contains(&meta.status) => TokenError::Redirected {
             status: meta.status,
@@ -174,11 +178,13 @@ fn map_error(
             TokenError::UnexpectedResponse {
                 status: meta.status,
                 what: describe_body(&meta, &body, secrets),
+                retry_after,
             }
         }
         (RequestTokenError::Other(_), Some(meta)) => TokenError::UnexpectedResponse {
             status: meta.status,
             what: describe_body(&meta, &[], secrets),
+            retry_after,
         },
         (RequestTokenError::Parse(e, _), _) => {
             // serde's message can quote the offending value (a token): keep only its category
@@ -365,14 +371,19 @@ impl TokenResponse for TokenBody {
     }
 }
 
+/// The longest access-token lifetime taken from a token answer: one day.
+const MAX_ACCESS_LIFETIME_SECS: i64 = 24 * 60 * 60;
+
 impl TokenBody {
     fn into_token_set(self, obtained_at: OffsetDateTime) -> TokenSet {
         let identity =
             claims::identity(self.id_token.as_ref().map(|t| t.0.as_str()), &self.access_token);
-        let access_expires_at = self
-            .expires_in
-            .and_then(|secs| i64::try_from(secs).ok())
-            .map(|secs| obtained_at + time::Duration::seconds(secs));
+        // A lifetime past a day is not believed (Entra gives 60 to 90 minutes): the token is
+        // used for a day at most, and an absurd number cannot overflow the date.
+        let access_expires_at = self.expires_in.map(|secs| {
+            let secs = i64::try_from(secs).unwrap_or(i64::MAX).min(MAX_ACCESS_LIFETIME_SECS);
+            obtained_at + time::Duration::seconds(secs)
+        });
         TokenSet {
             access_token: self.access_token,
             access_expires_at,
@@ -412,6 +423,22 @@ mod tests {
     }
 
     #[test]
+    fn an_absurd_expires_in_is_capped_at_a_day_not_a_panic() {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        for huge in ["99999999999999999", "18446744073709551615", "86401"] {
+            let json = format!(
+                concat!(
+                    r#"{{"token_type":"Bearer","expires_in":{huge},"#,
+                    r#""access_token":"AT","refresh_token":"RT"}}"#
+                ),
+                huge = huge
+            );
+            let set = body(&json).into_token_set(at);
+            assert_eq!(set.access_expires_at, Some(at + time::Duration::days(1)), "{huge}");
+        }
+    }
+
+    #[test]
     fn empty_or_null_refresh_tokens_count_as_absent() {
         for json in [
             r#"{"access_token":"AT2","token_type":"bearer","refresh_token":""}"#,
@@ -431,9 +458,12 @@ mod tests {
 
     #[test]
     fn microsoft_error_fields_are_kept_and_echoed_secrets_scrubbed() {
-        let error: ErrorBody = serde_json::from_str(
-            r#"{"error":"invalid_grant","error_description":"AADSTS54005: code CODE-123 was already redeemed.","error_codes":[54005],"trace_id":"t-1","correlation_id":"c-1","timestamp":"2024","error_uri":"https://login.microsoftonline.com/error?code=54005"}"#,
-        )
+        let error: ErrorBody = serde_json::from_str(concat!(
+            r#"{"error":"invalid_grant","error_description":"AADSTS54005: code CODE-123 "#,
+            r#"was already redeemed.","error_codes":[54005],"trace_id":"t-1","#,
+            r#""correlation_id":"c-1","timestamp":"2024","#,
+            r#""error_uri":"https://login.microsoftonline.com/error?code=54005"}"#
+        ))
         .expect("parses");
         let error = error.into_provider_error(&["CODE-123"]);
         assert_eq!(error.aadsts, [54005]);

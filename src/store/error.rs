@@ -8,6 +8,7 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::acl::AclProblem;
 use super::config::SecretsStore;
@@ -130,6 +131,12 @@ pub enum StoreError {
     )]
     SecretsPermissionsTooOpen { path: PathBuf, mode: u32 },
 
+    /// The secrets path is not a plain mailgrant secrets file: a symbolic link (a save would
+    /// replace the link, leaving its target with a dead token), a folder, a device, a file far
+    /// too large, or a file of another kind. `what` says which, without quoting its content.
+    #[error("secrets path {} is {what}", path.display())]
+    SecretsNotAFile { path: PathBuf, what: String },
+
     /// The folder holding the secrets file is writable by every user, who could swap the file.
     #[error("folder {} holding the secrets file is writable by every user", path.display())]
     SecretsFolderWorldWritable { path: PathBuf, mode: u32 },
@@ -153,6 +160,42 @@ pub enum StoreError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+
+    /// The lock file cannot be created: this user may not write to the config's folder (or
+    /// the file system is read-only). Reading a valid cached token needs no lock; refreshing
+    /// and saving do.
+    #[error(
+        "cannot create the lock file {}: user {user} may not write to {}: {source}",
+        path.display(), folder.display()
+    )]
+    LockFolderNotWritable {
+        /// The lock file.
+        path: PathBuf,
+        /// The folder it belongs in.
+        folder: PathBuf,
+        /// The user this process runs as.
+        user: String,
+        /// The folder's owner, when it can be told (Unix).
+        owner: Option<String>,
+        /// The folder's permission bits (Unix).
+        mode: Option<u32>,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Another process held the lock for the whole of a bounded wait.
+    #[error(
+        "the lock {} stayed held by {} for {} s",
+        path.display(), holder_text(holder.as_ref()), waited.as_secs()
+    )]
+    LockBusy {
+        /// The lock file.
+        path: PathBuf,
+        /// How long this process waited.
+        waited: Duration,
+        /// The process holding it, when the OS tells (Linux).
+        holder: Option<LockHolder>,
     },
 
     /// The settings parse but do not validate (for example a port of 0).
@@ -197,6 +240,28 @@ pub enum StoreError {
     /// There is no refresh token to work with (never signed in, or signed out).
     #[error("secrets file {} holds no refresh token", path.display())]
     NotSignedIn { path: PathBuf },
+}
+
+/// The process holding a setup's lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockHolder {
+    /// Its process id.
+    pub pid: u32,
+    /// Its command name (`/proc/<pid>/comm`), when readable.
+    pub command: Option<String>,
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.command {
+            Some(command) => write!(f, "pid {} ({command})", self.pid),
+            None => write!(f, "pid {}", self.pid),
+        }
+    }
+}
+
+fn holder_text(holder: Option<&LockHolder>) -> String {
+    holder.map_or_else(|| "another process".to_owned(), ToString::to_string)
 }
 
 fn acl_text(problem: &AclProblem) -> String {

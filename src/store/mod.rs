@@ -34,13 +34,14 @@ mod windows;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 pub use backend::SecretsBackend;
 pub use backup::{Backup, KEEP as BACKUPS_KEPT};
 pub use config::{
     Identities, MailServer, OAuthSettings, SecretsLocation, SecretsStore, ServiceConfig,
 };
-pub use error::{FileRole, ParseProblem, ParseProblemKind, StoreError};
+pub use error::{FileRole, LockHolder, ParseProblem, ParseProblemKind, StoreError};
 pub use keyring_entry::{KEYRING_SERVICE, KeyringEntry, KeyringFailure};
 pub use lock::StoreLock;
 pub use parse::SCHEMA_VERSION;
@@ -92,6 +93,15 @@ pub enum UpdateError<E> {
     /// The closure returned this error (after any change it made was saved).
     #[error("{0}")]
     Update(E),
+    /// The closure returned this error, and saving the change it made failed too: the
+    /// closure's error is the cause the operator needs first.
+    #[error("{error} (recording it failed too: {store})")]
+    NotSaved {
+        /// The closure's error.
+        error: E,
+        /// Why its change could not be saved.
+        store: StoreError,
+    },
 }
 
 /// Loads the config and its secrets. Errors name the file, and for parse problems the line,
@@ -304,42 +314,81 @@ fn remove_previous_store(old: &SecretsBackend, new: &SecretsBackend) {
 ///
 /// `f` should check whether work is still needed (for example
 /// [`Secrets::valid_access_token`]) before refreshing. Changes are saved even when `f`
-/// returns an error (for example marking `needs_sign_in`). A refresh token `f` removes is put
-/// back unless `f` called [`Secrets::sign_out`]. No backup is taken.
+/// returns an error (for example marking `needs_sign_in`); when that save fails too, both are
+/// returned ([`UpdateError::NotSaved`]). A refresh token `f` removes is put back unless `f`
+/// called [`Secrets::sign_out`]. No backup is taken. Waits for the lock as long as it takes:
+/// see [`update_secrets_locked_until`].
 pub fn update_secrets_locked<T, E>(
     paths: &ConfigPaths,
     f: impl FnOnce(&mut Secrets) -> Result<T, E>,
 ) -> Result<T, UpdateError<E>> {
-    let _lock = StoreLock::acquire(paths)?;
+    let lock = StoreLock::acquire(paths)?;
+    update_under(lock, paths, f)
+}
+
+/// [`update_secrets_locked`], waiting for the lock until `deadline` at the latest
+/// ([`StoreError::LockBusy`] then, with nothing read or changed).
+pub fn update_secrets_locked_until<T, E>(
+    paths: &ConfigPaths,
+    deadline: Instant,
+    f: impl FnOnce(&mut Secrets) -> Result<T, E>,
+) -> Result<T, UpdateError<E>> {
+    let lock = StoreLock::acquire_until(paths, deadline)?;
+    update_under(lock, paths, f)
+}
+
+/// The work of [`update_secrets_locked`] once `_lock` is held; it is released on return.
+fn update_under<T, E>(
+    _lock: StoreLock,
+    paths: &ConfigPaths,
+    f: impl FnOnce(&mut Secrets) -> Result<T, E>,
+) -> Result<T, UpdateError<E>> {
     let backend = secrets_backend(paths)?;
     let before = backend.read()?;
 
     let mut secrets = before.clone();
     let result = f(&mut secrets);
-    if let Some(path) = backend.file_path() {
-        remove_stale_temps(path)
-            .map_err(|source| StoreError::Write { path: path.to_path_buf(), source })?;
-    }
     if secrets.keep_live_token(&before) {
         tracing::warn!(secrets = %backend.describe(), "an update tried to drop the refresh token");
     }
 
-    if secrets.to_toml() != before.to_toml() {
-        match &backend {
-            SecretsBackend::File { path, .. } => {
-                let stored = backend.encode(&secrets)?;
-                let dacl = backend.file_dacl()?;
-                let private = Access::OwnerOnly { windows_sddl: dacl.as_deref() };
-                write_atomic(path, &stored, private)
-                    .map_err(|source| StoreError::Write { path: path.clone(), source })?;
-            }
-            SecretsBackend::Keyring(entry) => {
-                SecretsBackend::write_keyring(entry, &secrets)?;
-            }
-        }
-        tracing::debug!(secrets = %backend.describe(), "secrets updated");
+    let saved = save_update(&backend, &before, &secrets);
+    match (result, saved) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Err(error), Ok(())) => Err(UpdateError::Update(error)),
+        (Ok(_), Err(store)) => Err(UpdateError::Store(store)),
+        (Err(error), Err(store)) => Err(UpdateError::NotSaved { error, store }),
     }
-    result.map_err(UpdateError::Update)
+}
+
+/// Writes `secrets` to `backend` when they differ from `before` (under the caller's lock).
+fn save_update(
+    backend: &SecretsBackend,
+    before: &Secrets,
+    secrets: &Secrets,
+) -> Result<(), StoreError> {
+    if let Some(path) = backend.file_path() {
+        remove_stale_temps(path)
+            .map_err(|source| StoreError::Write { path: path.to_path_buf(), source })?;
+    }
+    if secrets.to_toml() == before.to_toml() {
+        return Ok(());
+    }
+
+    match backend {
+        SecretsBackend::File { path, .. } => {
+            let stored = backend.encode(secrets)?;
+            let dacl = backend.file_dacl()?;
+            let private = Access::OwnerOnly { windows_sddl: dacl.as_deref() };
+            write_atomic(path, &stored, private)
+                .map_err(|source| StoreError::Write { path: path.clone(), source })?;
+        }
+        SecretsBackend::Keyring(entry) => {
+            SecretsBackend::write_keyring(entry, secrets)?;
+        }
+    }
+    tracing::debug!(secrets = %backend.describe(), "secrets updated");
+    Ok(())
 }
 
 /// Removes the stored tokens (keeping the client secret), under the lock. Revoking the grant
@@ -352,7 +401,9 @@ pub fn sign_out(paths: &ConfigPaths) -> Result<(), StoreError> {
     match result {
         Ok(()) => Ok(()),
         Err(UpdateError::Store(error)) => Err(error),
-        Err(UpdateError::Update(never)) => match never {},
+        Err(UpdateError::Update(never) | UpdateError::NotSaved { error: never, .. }) => {
+            match never {}
+        }
     }
 }
 
