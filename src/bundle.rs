@@ -37,6 +37,10 @@ const MIN_SCRUB_LEN: usize = 8;
 pub enum BundleError {
     #[error("cannot write the support bundle {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+    /// The path is one of the setup's own files (config, secrets, lock, last check, backups),
+    /// or an existing file that is not an earlier support bundle: it is never replaced.
+    #[error("the support bundle would replace {path}, which is {what}")]
+    WouldReplace { path: PathBuf, what: &'static str },
 }
 
 /// The operating system mailgrant runs on.
@@ -259,12 +263,64 @@ pub fn build(paths: &ConfigPaths) -> SupportBundle {
 
 /// Builds the bundle for `paths` and writes it to `out` (owner-only on Unix).
 pub fn write(paths: &ConfigPaths, out: &Path) -> Result<SupportBundle, BundleError> {
+    refuse_to_replace(paths, out)?;
     let bundle = build(paths);
     let text = bundle.to_json();
     write_private(out, text.as_bytes())
         .map_err(|source| BundleError::Write { path: out.to_path_buf(), source })?;
     tracing::info!(out = %out.display(), "support bundle written");
     Ok(bundle)
+}
+
+/// Keeps the bundle off the setup's own files and off any file that is not an earlier bundle:
+/// a mistyped `--out` must never cost the operator the refresh token or the config.
+fn refuse_to_replace(paths: &ConfigPaths, out: &Path) -> Result<(), BundleError> {
+    let refuse = |what| Err(BundleError::WouldReplace { path: out.to_path_buf(), what });
+    let target = comparable(out);
+    let configured_secrets = store::load_config(paths)
+        .ok()
+        .map(|config| paths.resolve_secrets(config.secrets.path.as_deref()));
+    let own_files = [
+        (Some(paths.config.clone()), "the service config"),
+        (Some(paths.secrets.clone()), "the secrets file"),
+        (configured_secrets, "the secrets file"),
+        (Some(paths.lock.clone()), "the lock file"),
+        (Some(last_check::path(paths)), "the last check record"),
+    ];
+    for (file, what) in own_files {
+        if file.is_some_and(|file| comparable(&file) == target) {
+            return refuse(what);
+        }
+    }
+    if target.starts_with(comparable(&paths.backups)) {
+        return refuse("inside the backups folder");
+    }
+    match std::fs::symlink_metadata(out) {
+        Err(_) => Ok(()),
+        Ok(meta) if !meta.is_file() => refuse("not a regular file"),
+        Ok(_) => {
+            let earlier_bundle = std::fs::read_to_string(out)
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .is_some_and(|json| json.get("bundle_format").is_some());
+            if earlier_bundle { Ok(()) } else { refuse("an existing file, not a support bundle") }
+        }
+    }
+}
+
+/// `path` with its folder resolved (symbolic links, `..`), so two spellings of one file
+/// compare equal even when the file itself does not exist yet.
+fn comparable(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Ok(real) = std::fs::canonicalize(&absolute) {
+        return real;
+    }
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => {
+            std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).join(name)
+        }
+        _ => absolute,
+    }
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -171,3 +171,59 @@ fn a_bundle_that_cannot_be_written_is_explained() {
     assert_eq!(d.id, "bundle-write-failed");
     assert!(d.summary.contains("no-such-folder"), "{}", d.summary);
 }
+
+#[test]
+fn a_bundle_never_replaces_the_setup_or_an_unrelated_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("backups")).expect("dirs");
+    let config = site.join("mailgrant.toml");
+    let paths = ConfigPaths::for_config(&config);
+    std::fs::write(&config, "schema_version = 1\n# the operator's config\n").expect("config");
+    std::fs::write(&paths.secrets, "schema_version = 1\nrefresh_token = \"RT-precious-1\"\n")
+        .expect("secrets");
+    let notes = site.join("notes.txt");
+    std::fs::write(&notes, "the operator's notes\n").expect("notes");
+    let before = |p: &Path| std::fs::read(p).unwrap_or_default();
+    let (config_before, secrets_before) = (before(&config), before(&paths.secrets));
+
+    let other_spelling = site.join("backups").join("..").join("mailgrant.secrets.toml");
+    for (out, what) in [
+        (config.clone(), "the service config"),
+        (paths.secrets.clone(), "the secrets file"),
+        (other_spelling, "the secrets file"),
+        (paths.lock.clone(), "the lock file"),
+        (site.join("mailgrant.last-check.json"), "the last check record"),
+        (site.join("backups").join("bundle.json"), "inside the backups folder"),
+        (notes.clone(), "an existing file, not a support bundle"),
+        (site.clone(), "not a regular file"),
+    ] {
+        let error = bundle::write(&paths, &out).expect_err("refused");
+        let d = mailgrant::diagnose::preflight::bundle_write(&error);
+        assert_eq!(d.id, "bundle-would-replace", "{}", out.display());
+        assert!(d.cause.contains(what), "{}: {}", out.display(), d.cause);
+        assert!(d.fix.contains("new file name"), "{}", d.fix);
+    }
+    assert_eq!(before(&config), config_before);
+    assert_eq!(before(&paths.secrets), secrets_before);
+    assert_eq!(std::fs::read_to_string(&notes).expect("notes"), "the operator's notes\n");
+
+    // The command line refuses too, and says so.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mailgrant"))
+        .args(["bundle", "--out"])
+        .arg(&paths.secrets)
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run mailgrant");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("the secrets file"), "{}", text(&output));
+    assert_eq!(before(&paths.secrets), secrets_before);
+
+    // A new file, and then an earlier bundle, are fine.
+    let out = site.join("support.json");
+    bundle::write(&paths, &out).expect("new file");
+    bundle::write(&paths, &out).expect("an earlier bundle is replaced");
+    assert!(read_json(&out).1["bundle_format"].is_number());
+}

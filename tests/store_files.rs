@@ -571,3 +571,45 @@ fn an_extra_ca_file_that_is_not_a_certificate_or_missing_names_the_setting() {
     assert!(d.summary.contains(&missing.display().to_string()), "{}", d.summary);
     assert!(d.fix.contains("clear the Extra CA certificate file field"), "{}", d.fix);
 }
+
+#[test]
+fn a_secrets_path_that_is_not_a_plain_secrets_file_is_refused_without_harmful_advice() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    let (dir, paths) = setup();
+    store::save(&paths, &config(), &secrets()).expect("saved");
+    let real = dir.path().join("real.secrets");
+    fs::rename(&paths.secrets, &real).expect("moved");
+
+    let refused = |what: &str| {
+        let error = store::load(&paths).expect_err(what);
+        let d = diagnose::config::store(&error);
+        assert_eq!(d.id, "secrets-not-a-file", "{what}: {error}");
+        assert!(d.cause.contains(what), "{what}: {}", d.cause);
+        assert!(!d.fix.contains("chmod"), "no permission advice for another file: {}", d.fix);
+        assert!(d.fix.contains("[secrets] path"), "{}", d.fix);
+        assert_no_secret_value(&shown(&d));
+    };
+
+    // A symbolic link: a save would replace the link and leave its target with a dead token.
+    symlink(&real, &paths.secrets).expect("symlink");
+    refused("a symbolic link to");
+
+    fs::remove_file(&paths.secrets).expect("unlink");
+    fs::create_dir(&paths.secrets).expect("dir");
+    refused("a folder");
+
+    // Someone else's file, readable by all: never advise to chmod it.
+    fs::remove_dir(&paths.secrets).expect("rmdir");
+    fs::write(&paths.secrets, "root:x:0:0:root:/root:/bin/bash\n").expect("file");
+    fs::set_permissions(&paths.secrets, fs::Permissions::from_mode(0o644)).expect("chmod");
+    refused("not a mailgrant secrets file");
+
+    fs::set_permissions(&paths.secrets, fs::Permissions::from_mode(0o600)).expect("chmod");
+    fs::write(&paths.secrets, vec![b'#'; 2 * 1024 * 1024]).expect("big");
+    refused("larger than 1024 KiB");
+
+    // The link's target was never touched.
+    let kept = fs::read_to_string(&real).expect("target");
+    assert!(kept.contains("refresh_token"), "the real secrets are still there");
+}

@@ -312,20 +312,55 @@ pub(crate) fn read_secrets_bytes(
         path: path.to_path_buf(),
         source,
     };
-    let mut file = match File::open(path) {
-        Ok(file) => file,
+    let not_a_file = |what: String| StoreError::SecretsNotAFile { path: path.to_path_buf(), what };
+    match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(StoreError::Missing { role: FileRole::Secrets, path: path.to_path_buf() });
         }
         Err(e) => return Err(unreadable(e)),
-    };
-    if check_permissions {
-        check_file_permissions(path, &file, service_account)?;
+        Ok(meta) if meta.is_symlink() => {
+            let target = std::fs::read_link(path)
+                .map_or_else(|_| "elsewhere".to_owned(), |t| t.display().to_string());
+            return Err(not_a_file(format!("a symbolic link to {target}")));
+        }
+        Ok(meta) if meta.is_dir() => return Err(not_a_file("a folder".to_owned())),
+        Ok(meta) if !meta.is_file() => {
+            return Err(not_a_file("not a regular file (a device or pipe)".to_owned()));
+        }
+        Ok(_) => {}
     }
+    let file = File::open(path).map_err(unreadable)?;
 
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(unreadable)?;
+    (&file).take(MAX_SECRETS_BYTES + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_SECRETS_BYTES {
+        return Err(not_a_file(format!(
+            "larger than {} KiB, far more than any secrets file",
+            MAX_SECRETS_BYTES / 1024
+        )));
+    }
+    if check_permissions && let Err(too_open) = check_file_permissions(path, &file, service_account)
+    {
+        // Advice to chmod a file that is not ours (say /etc/passwd) would do harm.
+        return Err(if looks_like_secrets(&bytes) {
+            too_open
+        } else {
+            not_a_file("not a mailgrant secrets file".to_owned())
+        });
+    }
     Ok(bytes)
+}
+
+/// A secrets file is a few KB; anything this large is another file.
+const MAX_SECRETS_BYTES: u64 = 1024 * 1024;
+
+/// Plain secrets (TOML with `schema_version`) or a sealed file's header line.
+fn looks_like_secrets(bytes: &[u8]) -> bool {
+    if super::sealed::is_sealed(bytes) {
+        return true;
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else { return false };
+    text.parse::<toml::Table>().is_ok_and(|table| table.contains_key("schema_version"))
 }
 
 /// Unix: refuses a secrets file readable or writable by group or others, and a folder every
