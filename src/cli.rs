@@ -26,6 +26,21 @@ use crate::store::{self, ConfigPaths, Secrets, ServiceConfig, StoreError};
 use crate::trust::Trust;
 use crate::verify::{self, Outcome, VerificationReport, VerifyInput};
 
+/// `println!` that ends the process quietly (exit 141, as a shell reports SIGPIPE) when the
+/// reader has gone, e.g. `mailgrant check --json | head`, instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(141);
+            }
+            eprintln!("mailgrant could not write its output: {error}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 /// How long `login` waits for the browser.
 pub const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -161,7 +176,7 @@ impl Failure {
 fn report_failure(failure: &Failure, json_output: bool) {
     if json_output {
         let value = json!({ "ok": false, "diagnosis": failure.diagnosis });
-        println!("{value:#}");
+        out!("{value:#}");
     } else {
         eprintln!("{}", failure.diagnosis.to_text());
     }
@@ -194,10 +209,14 @@ fn login(paths: &ConfigPaths, no_browser: bool) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::failed(diagnose::oauth::sign_in(&e, &profile)))?;
 
     eprintln!("Sign in as {} in the browser. If it does not open, open this URL:", profile.mailbox);
-    println!("{}", pending.authorize_url());
+    out!("{}", pending.authorize_url());
     eprintln!(
         "Waiting for the browser to come back to {} (5 minutes at most)…",
         pending.redirect_uri()
+    );
+    eprintln!(
+        "Open it in a browser on this machine: the answer comes back to localhost, which a \
+         browser elsewhere cannot reach"
     );
     if !no_browser && let Err(error) = open_browser(pending.authorize_url()) {
         eprintln!("The browser could not be opened ({error}); open the URL above by hand");
@@ -211,7 +230,14 @@ fn login(paths: &ConfigPaths, no_browser: bool) -> Result<ExitCode, Failure> {
     store::save(paths, &config, &secrets).map_err(|e| Failure::config(&e))?;
 
     let account = tokens.identity.as_ref().and_then(|c| c.account()).unwrap_or("(unknown)");
-    eprintln!("Signed in as {account}; tokens saved to {}", paths.config.display());
+    let secrets_file = store::load_config(paths)
+        .map(|config| paths.resolve_secrets(config.secrets.path.as_deref()))
+        .unwrap_or_else(|_| paths.secrets.clone());
+    eprintln!(
+        "Signed in as {account}; tokens saved to {} (settings in {})",
+        secrets_file.display(),
+        paths.config.display()
+    );
     if !account.eq_ignore_ascii_case(&profile.mailbox) && account != "(unknown)" {
         let d = diagnose::scopes::account_mismatch(account, &profile.mailbox, &config.smtp_user);
         eprintln!("Warning: {}", d.to_text());
@@ -260,7 +286,7 @@ fn check(
 fn print_report(report: &VerificationReport, json_output: bool) {
     if json_output {
         let value = json!({ "ok": report.all_passed(), "report": report });
-        println!("{value:#}");
+        out!("{value:#}");
         return;
     }
     let mut out = std::io::stdout().lock();
@@ -297,7 +323,7 @@ fn token(paths: &ConfigPaths) -> Result<ExitCode, Failure> {
     let (_config, _secrets, profile, trust) = open(paths)?;
     let tokens = session::tokens(paths, &profile, &trust, Freshness::CachedIfValid)
         .map_err(|e| Failure::failed(e.diagnosis(&profile)))?;
-    println!("{}", tokens.access_token.secret());
+    out!("{}", tokens.access_token.secret());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -330,14 +356,14 @@ fn status(paths: &ConfigPaths, json_output: bool) -> Result<ExitCode, Failure> {
             "client_secret_expires_on": forecast.client_secret_expires_on.map(|d| d.to_string()),
             "forecast": forecast,
         });
-        println!("{value:#}");
+        out!("{value:#}");
     } else {
         let none = || "(none)".to_owned();
-        println!("Config            {}", paths.config.display());
-        println!("Provider          {}", profile.provider.label());
-        println!("Mailbox           {}", config.mailbox);
-        println!("Signed in as      {}", secrets.signed_in_account.clone().unwrap_or_else(none));
-        println!(
+        out!("Config            {}", paths.config.display());
+        out!("Provider          {}", profile.provider.label());
+        out!("Mailbox           {}", config.mailbox);
+        out!("Signed in as      {}", secrets.signed_in_account.clone().unwrap_or_else(none));
+        out!(
             "Granted scopes    {}",
             secrets.granted_scopes.as_ref().map(|s| s.join(" ")).unwrap_or_else(none)
         );
@@ -346,21 +372,15 @@ fn status(paths: &ConfigPaths, json_output: bool) -> Result<ExitCode, Failure> {
             Some(_) => "expired (the next use refreshes it)".to_owned(),
             None => none(),
         };
-        println!("Access token      {expiry}");
-        println!(
-            "Refresh token     {}",
-            if secrets.has_refresh_token() { "stored" } else { "none" }
-        );
-        println!(
-            "  issued          {}",
-            rfc3339(secrets.refresh_token_issued_at).unwrap_or_else(none)
-        );
-        println!(
+        out!("Access token      {expiry}");
+        out!("Refresh token     {}", if secrets.has_refresh_token() { "stored" } else { "none" });
+        out!("  issued          {}", rfc3339(secrets.refresh_token_issued_at).unwrap_or_else(none));
+        out!(
             "  last used       {}",
             rfc3339(secrets.refresh_token_last_used_at).unwrap_or_else(none)
         );
         if let Some(reason) = &secrets.needs_sign_in {
-            println!("NEEDS SIGN-IN     {reason}");
+            out!("NEEDS SIGN-IN     {reason}");
         }
         print_forecast(&forecast);
     }
@@ -373,12 +393,12 @@ fn status(paths: &ConfigPaths, json_output: bool) -> Result<ExitCode, Failure> {
 
 fn print_forecast(forecast: &forecast::TokenForecast) {
     for (label, value) in forecast.rows().into_iter().skip(3) {
-        println!("{label:<24}{value}");
+        out!("{label:<24}{value}");
     }
     for finding in &forecast.findings {
         let mark = if finding.health == Health::Failed { "FAILED " } else { "WARNING" };
-        println!("{mark} {}", finding.summary);
-        println!("        Fix: {}", finding.fix);
+        out!("{mark} {}", finding.summary);
+        out!("        Fix: {}", finding.fix);
     }
 }
 
@@ -420,8 +440,8 @@ fn sign_out(paths: &ConfigPaths, yes: bool) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::from(EXIT_FAILED));
     }
     session::sign_out(paths).map_err(|e| Failure::config(&e))?;
-    println!("{}", diagnose::sign_out::done(&config.mailbox));
-    println!("{}", session::revoke_instructions(&config));
+    out!("{}", diagnose::sign_out::done(&config.mailbox));
+    out!("{}", session::revoke_instructions(&config));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -429,10 +449,10 @@ fn restore(paths: &ConfigPaths, backup: Option<u32>, yes: bool) -> Result<ExitCo
     let backups = store::list_backups(paths).map_err(|e| Failure::config(&e))?;
     let Some(number) = backup else {
         if backups.is_empty() {
-            println!("No backups of {} yet", paths.config.display());
+            out!("No backups of {} yet", paths.config.display());
         }
         for info in &backups {
-            println!("{}", describe_backup(info));
+            out!("{}", describe_backup(info));
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -457,12 +477,12 @@ fn restore(paths: &ConfigPaths, backup: Option<u32>, yes: bool) -> Result<ExitCo
         return Ok(ExitCode::from(EXIT_FAILED));
     }
     let saved = store::restore_backup(paths, number).map_err(|e| Failure::config(&e))?;
-    println!("Restored backup {number} to {}", paths.config.display());
+    out!("Restored backup {number} to {}", paths.config.display());
     if let Some(previous) = saved.backup {
-        println!("The files it replaced are now backup {previous}");
+        out!("The files it replaced are now backup {previous}");
     }
     if saved.kept_newer_refresh_token {
-        println!(
+        out!(
             "The refresh token in the backup was older than the one in use (it was rotated \
              since, so it no longer works); the newer one was kept"
         );
@@ -492,7 +512,7 @@ fn preflight_only(paths: &ConfigPaths, json_output: bool) -> Result<ExitCode, Fa
     let report = crate::preflight::run(&profile, &trust);
     if json_output {
         let value = json!({ "ok": report.all_passed(), "preflight": report });
-        println!("{value:#}");
+        out!("{value:#}");
     } else {
         print!("{}", report.to_text());
     }

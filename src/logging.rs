@@ -105,7 +105,12 @@ pub fn init(console: Console) {
         let filter = EnvFilter::new(format!("{wanted},{QUIET_DEPENDENCIES}"));
         let buffer_layer = BufferLayer { buffer: LogBuffer::global() };
         let stderr_layer = (console == Console::Stderr).then(|| {
-            tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false)
+            // Colour only on a terminal: a file or the journal gets plain text.
+            let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(colour)
         });
         let installed = tracing_subscriber::registry()
             .with(filter)
