@@ -272,3 +272,22 @@ fn the_window_settles_and_asks_for_no_repaint_when_idle() {
     let steps = harness.run();
     assert!(steps <= 4, "took {steps} frames to settle");
 }
+
+#[test]
+fn copy_puts_the_value_on_the_clipboard() {
+    let mut harness = harness();
+    harness.run();
+    harness.get_by_role_and_label(Role::Button, "Copy redirect uri").click();
+    harness.step();
+    let copied: Vec<String> = harness
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .filter_map(|command| match command {
+            egui::OutputCommand::CopyText(text) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copied, ["http://localhost"]);
+}

@@ -11,7 +11,8 @@ use super::{Diagnosis, Retry};
 use crate::store::acl::{AclProblem, BroadGroup, SID_ADMINISTRATORS, SID_SYSTEM};
 use crate::store::sealed::FrameError;
 use crate::store::{
-    FileRole, KeyringEntry, KeyringFailure, LockHolder, ParseProblem, ParseProblemKind, StoreError,
+    FileRole, KeyringEntry, KeyringFailure, LockFolderProblem, LockHolder, ParseProblem,
+    ParseProblemKind, StoreError,
 };
 
 /// The diagnosis for a store error.
@@ -137,7 +138,8 @@ pub fn store(error: &StoreError) -> Diagnosis {
             "Check that this user may write to the config's folder, then try again",
             Retry::Transient,
         ),
-        StoreError::LockFolderNotWritable { path, folder, user, owner, mode, source } => {
+        StoreError::LockFolderNotWritable(problem) => {
+            let LockFolderProblem { path, folder, user, owner, mode, source } = &**problem;
             folder_not_writable(path, folder, user, owner.as_deref(), *mode, source)
         }
         StoreError::LockBusy { path, waited, holder } => lock_busy(path, *waited, holder.as_ref()),

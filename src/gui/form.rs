@@ -161,8 +161,23 @@ pub fn copy_row(ui: &mut egui::Ui, title: &str, value: &str) {
 /// A Copy button that puts `value` on the clipboard; `what` names it in the tooltip.
 pub fn copy_button(ui: &mut egui::Ui, what: &str, value: &str) {
     let name = format!("Copy {}", what.to_lowercase());
-    let button = ui.button("Copy").accessible_name(&name);
+    // "Copied" stays on the button for a moment after a click, so the operator sees that
+    // something happened; the only repaint it asks for is the one that takes it away.
+    let id = ui.make_persistent_id(("copy-button", what, value));
+    let now = ui.input(|i| i.time);
+    let copied_at: Option<f64> = ui.data(|d| d.get_temp(id));
+    let showing = copied_at.filter(|at| now - at < COPIED_SECS);
+    let label = if showing.is_some() { "Copied" } else { "Copy" };
+    let button = ui.button(label).accessible_name(&name);
     if button.on_hover_text(format!("{name} to the clipboard")).clicked() {
         ui.ctx().copy_text(value.to_owned());
+        ui.data_mut(|d| d.insert_temp(id, now));
+        ui.ctx().request_repaint_after(std::time::Duration::from_secs_f64(COPIED_SECS));
+    } else if let Some(at) = showing {
+        let left = (COPIED_SECS - (now - at)).max(0.0);
+        ui.ctx().request_repaint_after(std::time::Duration::from_secs_f64(left));
     }
 }
+
+/// How long a Copy button says "Copied".
+const COPIED_SECS: f64 = 1.5;

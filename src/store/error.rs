@@ -166,23 +166,10 @@ pub enum StoreError {
     /// the file system is read-only). Reading a valid cached token needs no lock; refreshing
     /// and saving do.
     #[error(
-        "cannot create the lock file {}: user {user} may not write to {}: {source}",
-        path.display(), folder.display()
+        "cannot create the lock file {}: user {} may not write to {}: {}",
+        .0.path.display(), .0.user, .0.folder.display(), .0.source
     )]
-    LockFolderNotWritable {
-        /// The lock file.
-        path: PathBuf,
-        /// The folder it belongs in.
-        folder: PathBuf,
-        /// The user this process runs as.
-        user: String,
-        /// The folder's owner, when it can be told (Unix).
-        owner: Option<String>,
-        /// The folder's permission bits (Unix).
-        mode: Option<u32>,
-        #[source]
-        source: io::Error,
-    },
+    LockFolderNotWritable(Box<LockFolderProblem>),
 
     /// Another process held the lock for the whole of a bounded wait.
     #[error(
@@ -305,4 +292,21 @@ impl StoreError {
             _ => None,
         }
     }
+}
+
+/// Why the lock file could not be created (boxed: it is the largest store error).
+#[derive(Debug)]
+pub struct LockFolderProblem {
+    /// The lock file.
+    pub path: PathBuf,
+    /// The folder it belongs in.
+    pub folder: PathBuf,
+    /// The user this process runs as.
+    pub user: String,
+    /// The folder's owner, when it can be told (Unix).
+    pub owner: Option<String>,
+    /// The folder's permission bits (Unix).
+    pub mode: Option<u32>,
+    /// What the system said.
+    pub source: io::Error,
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use fs4::fs_std::FileExt;
 
 use super::atomic::{create_private_dir, parent_dir};
-use super::error::{LockHolder, StoreError};
+use super::error::{LockFolderProblem, LockHolder, StoreError};
 use super::paths::ConfigPaths;
 
 /// The first pause between two tries of a bounded wait; it doubles up to [`LONGEST_PAUSE`].
@@ -127,14 +127,14 @@ fn open_error(path: &Path, folder: &Path, source: io::Error) -> StoreError {
         return StoreError::Lock { path: path.to_owned(), source };
     }
     let (owner, mode) = folder_owner_and_mode(folder);
-    StoreError::LockFolderNotWritable {
+    StoreError::LockFolderNotWritable(Box::new(LockFolderProblem {
         path: path.to_owned(),
         folder: folder.to_owned(),
         user: current_user(),
         owner,
         mode,
         source,
-    }
+    }))
 }
 
 #[cfg(unix)]

@@ -41,7 +41,9 @@ pub use backup::{Backup, KEEP as BACKUPS_KEPT};
 pub use config::{
     Identities, MailServer, OAuthSettings, SecretsLocation, SecretsStore, ServiceConfig,
 };
-pub use error::{FileRole, LockHolder, ParseProblem, ParseProblemKind, StoreError};
+pub use error::{
+    FileRole, LockFolderProblem, LockHolder, ParseProblem, ParseProblemKind, StoreError,
+};
 pub use keyring_entry::{KEYRING_SERVICE, KeyringEntry, KeyringFailure};
 pub use lock::StoreLock;
 pub use parse::SCHEMA_VERSION;
