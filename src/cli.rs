@@ -197,9 +197,14 @@ fn open(paths: &ConfigPaths) -> Result<(ServiceConfig, Secrets, Profile, Trust),
         Err(e) if e.is_missing_secrets() => Secrets::default(),
         Err(e) => return Err(Failure::config(&e)),
     };
-    let profile = config.to_profile(&secrets).map_err(|e| Failure::config(&e))?;
-    let trust = Trust::load(profile.extra_ca_file.as_deref())
-        .map_err(|e| Failure::failed(diagnose::trust(&e)))?;
+    let profile = config
+        .to_profile(&secrets)
+        .map_err(|e| Failure::config(&e.in_config_file(&paths.config)))?;
+    // A CA file that cannot be used is a setting to correct, like any other in the config.
+    let trust = Trust::load(profile.extra_ca_file.as_deref()).map_err(|e| Failure {
+        diagnosis: Box::new(diagnose::trust(&e)),
+        exit_code: EXIT_CONFIG,
+    })?;
     Ok((config, secrets, profile, trust))
 }
 

@@ -642,8 +642,21 @@ fn check_ca_file(text: &str) -> Result<Option<PathBuf>, String> {
     let path = PathBuf::from(text);
     match std::fs::metadata(&path) {
         Ok(meta) if meta.is_file() => Ok(Some(path)),
-        Ok(_) => Err("This is a folder; choose the PEM certificate file itself".to_owned()),
-        Err(e) => Err(format!("Cannot read this file ({})", e.kind())),
+        Ok(meta) if meta.is_dir() => {
+            Err("This is a folder; choose the PEM certificate file itself".to_owned())
+        }
+        Ok(_) => Err("This is not a plain file (a device or pipe); choose the PEM certificate \
+                      file itself"
+            .to_owned()),
+        Err(e) => Err(match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "There is no file at that path; check the name, or clear the field".to_owned()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "This user may not read that file; choose a copy it can read".to_owned()
+            }
+            kind => format!("The system refused to read this file ({kind})"),
+        }),
     }
 }
 

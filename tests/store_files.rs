@@ -569,7 +569,8 @@ fn an_extra_ca_file_that_is_not_a_certificate_or_missing_names_the_setting() {
     let d = diagnose::trust(&error);
     assert_eq!(d.id, "ca-file-unreadable");
     assert!(d.summary.contains(&missing.display().to_string()), "{}", d.summary);
-    assert!(d.fix.contains("clear the Extra CA certificate file field"), "{}", d.fix);
+    assert!(d.cause.contains("There is no file at that path"), "{}", d.cause);
+    assert!(d.fix.contains("extra_ca_file in the config), or clear that setting"), "{}", d.fix);
 }
 
 #[test]
@@ -612,4 +613,46 @@ fn a_secrets_path_that_is_not_a_plain_secrets_file_is_refused_without_harmful_ad
     // The link's target was never touched.
     let kept = fs::read_to_string(&real).expect("target");
     assert!(kept.contains("refresh_token"), "the real secrets are still there");
+}
+
+/// `mailgrant status` on `paths` after `edit` changed the saved config text.
+fn status_after_edit(paths: &ConfigPaths, edit: impl Fn(&str) -> String) -> (Option<i32>, String) {
+    store::save(paths, &config(), &secrets()).expect("saved");
+    let text = fs::read_to_string(&paths.config).expect("config");
+    fs::write(&paths.config, edit(&text)).expect("edited");
+    let output = Command::new(env!("CARGO_BIN_EXE_mailgrant"))
+        .args(["status", "--config"])
+        .arg(&paths.config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mailgrant");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn settings_that_parse_but_are_invalid_name_the_file_key_and_line() {
+    let (_dir, paths) = setup();
+    let (code, stderr) = status_after_edit(&paths, |text| text.replace("port = 587", "port = 0"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&paths.config.display().to_string()), "{stderr}");
+    let line = fs::read_to_string(&paths.config)
+        .expect("config")
+        .lines()
+        .position(|l| l.trim() == "port = 0")
+        .expect("edited line")
+        + 1;
+    assert!(stderr.contains(&format!("smtp.port (line {line})")), "{stderr}");
+}
+
+#[test]
+fn an_unusable_extra_ca_file_is_a_config_problem_naming_the_setting() {
+    let (dir, paths) = setup();
+    let missing = dir.path().join("no-such-ca.pem");
+    let (code, stderr) = status_after_edit(&paths, |text| {
+        format!("extra_ca_file = \"{}\"\n{text}", missing.display())
+            .replacen("schema_version = 1\n", "", 1)
+            .replacen("extra_ca_file", "schema_version = 1\nextra_ca_file", 1)
+    });
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("extra_ca_file (line 2): There is no file at that path"), "{stderr}");
 }

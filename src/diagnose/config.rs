@@ -143,23 +143,31 @@ pub fn store(error: &StoreError) -> Diagnosis {
             folder_not_writable(path, folder, user, owner.as_deref(), *mode, source)
         }
         StoreError::LockBusy { path, waited, holder } => lock_busy(path, *waited, holder.as_ref()),
-        StoreError::InvalidSettings { problems } => {
-            let mut diagnosis = Diagnosis::new(
+        StoreError::InvalidSettings { problems, file } => {
+            let line = |i: usize| file.as_ref().and_then(|f| f.lines.get(i).copied().flatten());
+            let named: Vec<String> = problems
+                .iter()
+                .enumerate()
+                .map(|(i, (key, p))| match line(i) {
+                    Some(line) => format!("{key} (line {line}): {}", p.message),
+                    None => format!("{key}: {}", p.message),
+                })
+                .collect();
+            let summary = match file {
+                Some(file) => format!(
+                    "The service config {} has settings mailgrant would not accept",
+                    file.path.display()
+                ),
+                None => "The service config has settings mailgrant would not accept".to_owned(),
+            };
+            Diagnosis::new(
                 "config-invalid-settings",
-                "The service config has settings mailgrant would not accept",
-                problems
-                    .iter()
-                    .map(|(key, p)| format!("{key}: {}", p.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                summary,
+                named.join("; "),
                 "Open the config in the mailgrant wizard and correct the marked fields, or edit \
                  the named keys in the file",
                 Retry::Permanent,
-            );
-            for (key, problem) in problems {
-                diagnosis = diagnosis.with_detail(format!("{key}: {}", problem.message));
-            }
-            diagnosis
+            )
         }
         StoreError::NotSignedIn { path } => Diagnosis::new(
             "not-signed-in",

@@ -86,9 +86,15 @@ pub fn trust(error: &crate::trust::TrustError) -> Diagnosis {
         TrustError::ReadCaFile { path, source } => Diagnosis::new(
             "ca-file-unreadable",
             format!("The extra CA certificate file {} cannot be read", path.display()),
-            format!("The file is missing or not readable ({})", source.kind()),
-            "Choose the PEM file your IT department gave you for the TLS-inspecting proxy, or \
-             clear the Extra CA certificate file field",
+            match source.kind() {
+                std::io::ErrorKind::NotFound => "There is no file at that path".to_owned(),
+                std::io::ErrorKind::PermissionDenied => "This user may not read it".to_owned(),
+                std::io::ErrorKind::IsADirectory => "It is a folder, not a file".to_owned(),
+                kind => format!("The system refused to read it ({kind})"),
+            },
+            "Choose the PEM file your IT department gave you for the TLS-inspecting proxy \
+             (Extra CA certificate file in the wizard, extra_ca_file in the config), or clear \
+             that setting",
             Retry::Permanent,
         ),
         TrustError::NoCertificateInCaFile { path }
@@ -97,7 +103,7 @@ pub fn trust(error: &crate::trust::TrustError) -> Diagnosis {
             format!("{} holds no usable certificate", path.display()),
             "The file is not a PEM certificate (it should start with -----BEGIN CERTIFICATE-----)",
             "Export the proxy's root CA as Base-64 encoded X.509 (.pem or .cer) and choose \
-             that file",
+             that file (Extra CA certificate file in the wizard, extra_ca_file in the config)",
             Retry::Permanent,
         ),
         TrustError::NoRoots => Diagnosis::new(

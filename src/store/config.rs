@@ -261,6 +261,7 @@ impl ServiceConfig {
         match self.to_form_with_secret(secrets).validate() {
             Ok((profile, _warnings)) => Ok(profile),
             Err(problems) => Err(StoreError::InvalidSettings {
+                file: None,
                 problems: problems
                     .into_iter()
                     .filter(|p| p.severity == crate::profile::Severity::Error)
@@ -381,7 +382,7 @@ pub(crate) mod tests {
             ServiceConfig::from_profile(&profile, &Identities::for_profile(&profile, None));
         config.smtp.port = 0;
         let error = config.to_profile(&Secrets::default()).expect_err("port 0");
-        let StoreError::InvalidSettings { problems } = &error else { panic!("{error:?}") };
+        let StoreError::InvalidSettings { problems, .. } = &error else { panic!("{error:?}") };
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].0, "smtp.port");
         assert!(error.to_string().contains("`smtp.port`"), "{error}");

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::acl::AclProblem;
@@ -188,7 +188,12 @@ pub enum StoreError {
     /// The settings parse but do not validate (for example a port of 0).
     /// Each problem comes with the config key it belongs to (`smtp.port`).
     #[error("the config has invalid settings: {}", join_problems(problems))]
-    InvalidSettings { problems: Vec<(String, FieldProblem)> },
+    InvalidSettings {
+        problems: Vec<(String, FieldProblem)>,
+        /// The config file and the line of each problem's key, once known
+        /// ([`StoreError::in_config_file`]).
+        file: Option<SettingsFile>,
+    },
 
     /// Windows: the secrets file's DACL lets a broad group read, write or re-permission it.
     #[error("secrets file {} is open to other users: {}", path.display(), acl_text(problem))]
@@ -274,7 +279,27 @@ fn join_problems(problems: &[(String, FieldProblem)]) -> String {
     parts.join("; ")
 }
 
+/// Where invalid settings stand: the config file, and per problem the line of its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsFile {
+    pub path: PathBuf,
+    /// One entry per problem, in the same order; `None` when the key is not in the file.
+    pub lines: Vec<Option<usize>>,
+}
+
 impl StoreError {
+    /// Names the config file (and each key's line) in invalid-settings errors; other errors
+    /// pass through. Reads the small config file again to find the lines.
+    pub fn in_config_file(self, path: &Path) -> StoreError {
+        let StoreError::InvalidSettings { problems, file: None } = self else { return self };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines = problems.iter().map(|(key, _)| line_of_key(&text, key)).collect();
+        StoreError::InvalidSettings {
+            problems,
+            file: Some(SettingsFile { path: path.to_path_buf(), lines }),
+        }
+    }
+
     /// True when the secrets are simply not there yet (no file, no keyring entry).
     pub fn is_missing_secrets(&self) -> bool {
         matches!(
@@ -309,4 +334,38 @@ pub struct LockFolderProblem {
     pub mode: Option<u32>,
     /// What the system said.
     pub source: io::Error,
+}
+
+/// The 1-based line of a dotted config key (`smtp.port`: `port =` under `[smtp]`), found by a
+/// plain scan: the file already parsed, so its tables and keys are well formed.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let (table, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut current = "";
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = header.trim();
+            continue;
+        }
+        let name = line.split('=').next().unwrap_or_default().trim().trim_matches('"');
+        if current == table && line.contains('=') && name == key {
+            return Some(number + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_found_in_their_table() {
+        let text = "schema_version = 1\ntimeout_secs = 0\n\n[smtp]\nhost = \"h\"\nport = 0\n\n\
+                    [imap]\nport = 0\n";
+        assert_eq!(line_of_key(text, "timeout_secs"), Some(2));
+        assert_eq!(line_of_key(text, "smtp.port"), Some(6));
+        assert_eq!(line_of_key(text, "imap.port"), Some(9));
+        assert_eq!(line_of_key(text, "oauth.tenant"), None);
+    }
 }
