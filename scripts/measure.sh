@@ -26,6 +26,8 @@ cargo build --release --locked --quiet
 bin="$PWD/target/release/mailgrant"
 
 work="$(mktemp -d /tmp/mailgrant-measure-XXXXXX)"
+# Postfix and Dovecot run as their own users and must reach the fixture folder inside.
+chmod 755 "$work"
 fixture="$work/fixture"
 xvfb_pid=""
 gui_pid=""

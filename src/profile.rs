@@ -217,7 +217,7 @@ impl ProfileForm {
         let mut problems = Problems::default();
         let microsoft = self.provider == ProviderKind::Microsoft365;
 
-        let client_id = problems.take(Field::ClientId, check_client_id(&self.client_id));
+        let client_id = problems.take(Field::ClientId, check_client_id(&self.client_id, microsoft));
         let tenant = if microsoft {
             let tenant = problems.take(Field::Tenant, check_tenant(&self.tenant));
             if let (Some(t), Some(c)) = (&tenant, &client_id)
@@ -400,16 +400,21 @@ fn guid_shape_hint(text: &str) -> String {
     }
 }
 
-fn check_client_id(text: &str) -> Result<String, String> {
+fn check_client_id(text: &str, microsoft: bool) -> Result<String, String> {
     let text = text.trim();
+    // Where the operator finds the ID: Entra's page for Microsoft, the provider's otherwise.
+    let source = if microsoft {
+        "the Application (client) ID from the app registration's Overview page"
+    } else {
+        "the client ID the provider gave for this client"
+    };
     if text.is_empty() {
-        return Err("Enter the Application (client) ID from the app registration's Overview page"
-            .to_owned());
+        return Err(format!("Enter {source}"));
     }
     if text.contains('@') {
-        return Err("This looks like an e-mail address, not an application ID. Copy the \
-                    Application (client) ID from the app registration's Overview page"
-            .to_owned());
+        return Err(format!(
+            "This looks like an e-mail address, not an application ID. Copy {source}"
+        ));
     }
     if text.starts_with("http://") || text.starts_with("https://") {
         return Err("This is a URL. Enter only the Application (client) ID, a GUID".to_owned());
@@ -616,6 +621,13 @@ fn check_host(text: &str) -> Result<String, String> {
     }
     if text.matches(':').count() == 1 {
         return Err("Put the port in the port field, not after the host name".to_owned());
+    }
+    if text.chars().any(char::is_control) {
+        return Err("The host name holds an invisible control character; type it again".to_owned());
+    }
+    // DNS names are at most 253 characters; anything longer is a paste gone wrong.
+    if text.chars().count() > 253 {
+        return Err("A host name is at most 253 characters long".to_owned());
     }
     Ok(text.to_ascii_lowercase())
 }
@@ -833,6 +845,13 @@ mod tests {
         let mixed = "https://outlook.office.com/SMTP.Send User.Read offline_access";
         assert!(check_scopes(mixed).value.unwrap_err().contains("AADSTS28000"));
         assert_eq!(check_scopes("https://outlook.office.com/SMTP.Send").warnings.len(), 1);
+    }
+
+    #[test]
+    fn control_characters_and_overlong_host_names_are_refused() {
+        assert!(check_host("127.0.0.1\u{0}x").expect_err("NUL").contains("control character"));
+        assert!(check_host(&"a".repeat(254)).expect_err("long").contains("253 characters"));
+        assert_eq!(check_host(&"a".repeat(253)), Ok("a".repeat(253)));
     }
 
     #[test]

@@ -276,12 +276,22 @@ fn wizard_through_real_servers_in_child_process() {
         serde_json::from_str(&std::fs::read_to_string(&record).expect("check recorded"))
             .expect("check record parses");
     assert_eq!(record["all_passed"], true, "{record}");
+    // The Verify step's refresh redeemed (and rotated) the token before Save: the saved record
+    // says so, rather than calling it an unused fresh sign-in.
+    let disk = read_secrets(&spec.config);
+    let issued = disk["refresh_token_issued_at"].as_str().expect("issue date saved");
+    let redeemed = disk["refresh_token_last_used_at"].as_str().expect("redemption saved");
+    assert_eq!(issued, redeemed, "a rotated token is issued when it is redeemed");
 
     // Status view: the recorded checks, then its buttons on the saved setup.
     click(&mut harness, "Status");
     assert_eq!(harness.state().view(), View::Status);
     harness.get_by_label_contains("Last recorded checks,");
     harness.get_by_label_contains(" UTC)"); // "valid for m:ss (until HH:MM UTC)"
+    assert!(harness.query_by_label("not yet: only the sign-in so far").is_none());
+    // Issued and last redeemed: both by the Verify step's refresh, minutes ago.
+    let recent = harness.query_all_by_label_contains("(within the hour)").count();
+    assert_eq!(recent, 2, "{}", screen_text(&harness));
 
     click(&mut harness, "Check inbox");
     wait_until(&mut harness, "the inbox check", |app| !app.status_busy());
@@ -303,6 +313,27 @@ fn wizard_through_real_servers_in_child_process() {
     assert_eq!(sent_rows.count(), 2, "the test e-mail's row is missing");
     // A single check does not replace the recorded whole run.
     harness.get_by_label_contains("Passed: Found \"mailgrant test ");
+
+    // A new sign-in, saved: the earlier buttons' outcomes describe the replaced tokens.
+    click(&mut harness, "Sign in again…");
+    wait_until(&mut harness, "the new sign-in", |app| {
+        matches!(app.sign_in_state(), SignInState::SignedIn(_) | SignInState::Failed(_))
+    });
+    let (access, refresh) = signed_in_tokens(harness.state());
+    secrets_seen.extend([access, refresh]);
+    click(&mut harness, "Next");
+    click(&mut harness, "Next");
+    assert_eq!(harness.state().view(), View::Wizard(Step::Save));
+    click(&mut harness, "Save");
+    wait_until(&mut harness, "the second save", |app| app.is_done(Step::Save));
+    harness.run_steps(20);
+    click(&mut harness, "Status");
+    harness.get_by_label("Healthy: nothing to do");
+    let shown = screen_text(&harness);
+    assert!(!shown.contains("Token refresh: new access token"), "stale refresh outcome");
+    // Only the recorded run's row is left, not the test e-mail button's.
+    let sent_rows = harness.query_all_by_label_contains("Passed: Sent to alarms@example.com as");
+    assert_eq!(sent_rows.count(), 1, "the test e-mail button's row is still shown");
 
     // No token value anywhere on screen, on any view.
     let disk = read_secrets(&spec.config);

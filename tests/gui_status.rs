@@ -14,6 +14,7 @@ use egui::accesskit::Role;
 use egui::{Key, Modifiers};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
+use mailgrant::gui::wizard::sign_in::SignInState;
 use mailgrant::gui::{GuiOptions, MailgrantApp, Step, View};
 use mailgrant::oauth::{IdentityClaims, TokenSet};
 use mailgrant::profile::ProfileForm;
@@ -449,4 +450,184 @@ fn a_failing_check_shows_its_summary_cause_and_fix_in_verify_and_in_status() {
         }
     }
     harness.get_by_label_contains("Some checks did not pass");
+    // A run of the saved settings as they are is recorded next to them.
+    assert!(paths.dir().join("mailgrant.last-check.json").is_file(), "the run was not recorded");
+}
+
+/// The window at the size the operator first sees (no room to show the whole status view).
+fn small_window(paths: &ConfigPaths) -> Harness<'static, MailgrantApp> {
+    let config_path = Some(paths.config.clone());
+    let mut harness = Harness::builder()
+        .with_size([1040.0, 760.0])
+        .with_max_steps(10_000)
+        .build_eframe(move |cc| MailgrantApp::new(cc, GuiOptions { config_path }));
+    harness.run_steps(3);
+    harness
+}
+
+#[test]
+fn support_bundle_path_field_is_wide_enough_to_read_and_scrolled_into_view() {
+    // A config folder with a long path, as under a home directory's .config.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deep = dir.path().join("home-of-the-alarm-operator/.config/mailgrant-site-north-building");
+    let paths = ConfigPaths::for_config(&deep.join("mailgrant.toml"));
+    std::fs::create_dir_all(&deep).expect("config folder");
+    let issued = OffsetDateTime::now_utc() - time::Duration::days(2);
+    save(&paths, &Setup { provider: Provider::LocalClosed, ..Setup::microsoft(issued) });
+    let mut harness = small_window(&paths);
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1040.0, 760.0));
+
+    // The button sits at the bottom of the view; the field it opens is brought into view,
+    // its Save button included.
+    click(&mut harness, "Save support bundle…");
+    harness.run_steps(6);
+    let field = harness.get_by_label("Bundle file");
+    let path = field.value().unwrap_or_default();
+    assert!(path.starts_with(&deep.display().to_string()) && path.ends_with(".json"), "{path}");
+    let rect = field.rect();
+    assert!(screen.contains_rect(rect), "the path field is outside the window: {rect:?}");
+    let save_button = harness.get_by_role_and_label(Role::Button, "Save bundle").rect();
+    assert!(screen.contains_rect(save_button), "Save bundle is outside: {save_button:?}");
+    // Wide and wrapped: room for every character of the path (monospace, under 9 px each).
+    let rows = (rect.height() / 16.0).floor();
+    let chars = path.chars().count() as f32;
+    assert!(rect.width() > 600.0, "{rect:?}");
+    assert!(rect.width() * rows >= chars * 9.0, "{rect:?} is too small for {chars} characters");
+
+    // The result is brought into view too.
+    click(&mut harness, "Save bundle");
+    wait_for_label(&mut harness, "Support bundle written to");
+    harness.run_steps(4);
+    let written = harness.get_by_label(&format!("Support bundle written to {path}")).rect();
+    assert!(screen.intersects(written), "the result is outside the window: {written:?}");
+    assert!(Path::new(&path).is_file(), "bundle not on disk");
+}
+
+/// `mailgrant login` run by another process: a new sign-in written with the library.
+fn login_elsewhere(paths: &ConfigPaths, account: &str, refresh: &str) {
+    let config = store::load_config(paths).expect("saved config");
+    let tokens = TokenSet {
+        access_token: AccessToken::new("at-status-test-elsewhere".into()),
+        access_expires_at: Some(OffsetDateTime::now_utc() + time::Duration::hours(1)),
+        refresh_token: Some(RefreshToken::new(refresh.into())),
+        granted_scopes: Some(vec!["https://outlook.office.com/SMTP.Send".into()]),
+        identity: Some(IdentityClaims {
+            preferred_username: Some(account.into()),
+            ..IdentityClaims::default()
+        }),
+        obtained_at: OffsetDateTime::now_utc(),
+    };
+    let secrets = Secrets::from_sign_in(&tokens, Some(ClientSecret::new(CLIENT_SECRET.into())));
+    store::save(paths, &config, &secrets).expect("save the new sign-in");
+}
+
+/// Runs frames until `pred` holds for the screen text.
+fn wait_for_text(harness: &mut Harness<'_, MailgrantApp>, what: &str, pred: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !pred(&text(harness)) {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}:\n{}", text(harness));
+        harness.step();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    harness.run_steps(3);
+}
+
+#[test]
+fn a_sign_in_by_another_process_is_shown_on_focus_and_the_old_messages_go() {
+    let (_dir, paths) = folder();
+    let issued = OffsetDateTime::now_utc() - time::Duration::days(3);
+    save(&paths, &Setup { provider: Provider::LocalClosed, ..Setup::microsoft(issued) });
+    let mut harness = window(&paths);
+
+    // A failed refresh, then a sign-out: both outcomes on screen.
+    click(&mut harness, "Refresh token now");
+    wait_for_label(&mut harness, "Token refresh failed");
+    click(&mut harness, "Sign out…");
+    click(&mut harness, "Remove the stored tokens");
+    wait_for_label(&mut harness, "Signed out: the stored tokens of");
+    assert!(text(&harness).contains("Signed-in account\nnobody"), "{}", text(&harness));
+
+    // `mailgrant login` in a terminal; then the operator comes back to the window.
+    login_elsewhere(&paths, "operator-new@example.com", "rt-status-test-elsewhere");
+    harness.run_steps(5);
+    assert!(text(&harness).contains("Signed-in account\nnobody"), "read without a cause");
+    harness.event(egui::Event::WindowFocused(true));
+    wait_for_text(&mut harness, "the new sign-in", |shown| {
+        shown.contains("Signed-in account\noperator-new@example.com")
+    });
+
+    harness.get_by_label("Healthy: nothing to do");
+    let shown = text(&harness);
+    for stale in ["Signed out: the stored tokens", "Token refresh failed", "Action needed now"] {
+        assert!(!shown.contains(stale), "{stale:?} still shown:\n{shown}");
+    }
+    let wizard = harness.state().sign_in_state();
+    assert!(matches!(wizard, SignInState::SignedIn(_)), "the wizard did not take the sign-in");
+    let sign_out = harness.get_by_role_and_label(Role::Button, "Sign out…");
+    assert!(!sign_out.accesskit_node().is_disabled(), "Sign out… disabled with a token stored");
+    assert_no_secret_shown(&harness, &[CLIENT_SECRET, "rt-status-test", "at-status-test"]);
+}
+
+#[test]
+fn opening_the_status_view_rereads_tokens_rotated_by_another_process() {
+    let (_dir, paths) = folder();
+    let issued = OffsetDateTime::now_utc() - time::Duration::days(80) - time::Duration::hours(1);
+    save(&paths, &Setup::microsoft(issued));
+    let mut harness = window(&paths);
+    harness.get_by_label("not yet: only the sign-in so far");
+    harness.get_by_label_contains("Warning: act before");
+
+    // The service redeemed the refresh token meanwhile (as `mailgrant token` does).
+    let mut secrets = store::load(&paths).expect("saved setup").secrets;
+    let redeemed = OffsetDateTime::now_utc() - time::Duration::hours(2);
+    secrets.refresh_token_last_used_at = Some(redeemed);
+    let config = store::load_config(&paths).expect("saved config");
+    store::save(&paths, &config, &secrets).expect("record the redemption");
+
+    click(&mut harness, "Log");
+    click(&mut harness, "Status");
+    wait_for_label(&mut harness, &format!("{} (2 hours ago)", date_time(redeemed)));
+    harness.get_by_label("Healthy: nothing to do");
+    assert!(harness.query_by_label("not yet: only the sign-in so far").is_none());
+
+    // Nothing reads the files while nothing happens: the window settles.
+    let steps = harness.run();
+    assert!(steps <= 4, "took {steps} frames to settle");
+}
+
+#[test]
+fn a_failed_check_of_unsaved_edits_is_not_recorded_for_the_saved_setup() {
+    let (_dir, paths) = folder();
+    let issued = OffsetDateTime::now_utc() - time::Duration::days(2);
+    save(&paths, &Setup { provider: Provider::LocalClosed, ..Setup::microsoft(issued) });
+    let record = paths.dir().join("mailgrant.last-check.json");
+    let mut harness = window(&paths);
+    harness.get_by_label("No checks recorded yet: run them from step 4 Verify");
+
+    // An edit that is not saved: another (closed) SMTP port.
+    click(&mut harness, "2. Mailbox (done)");
+    let port = mailgrant::profile::Field::SmtpPort.label();
+    harness.get_by_label(port).focus();
+    harness.run_steps(2);
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.get_by_label(port).type_text(&closed_port().to_string());
+    harness.run_steps(4);
+    click(&mut harness, "Next");
+    click(&mut harness, "Next");
+    assert_eq!(harness.state().view(), View::Wizard(Step::Verify));
+    click(&mut harness, "Run the checks");
+    let deadline = Instant::now() + DEADLINE;
+    while harness.state().verify_running() {
+        assert!(Instant::now() < deadline, "the checks did not finish");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    harness.run_steps(4);
+    harness.get_by_label_contains("Some checks did not pass");
+
+    // The saved setup was not checked: nothing is recorded next to it.
+    assert!(!record.exists(), "a run of unsaved settings was recorded for the saved setup");
+    click(&mut harness, "Status");
+    harness.run_steps(10);
+    harness.get_by_label("No checks recorded yet: run them from step 4 Verify");
 }

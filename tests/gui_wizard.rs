@@ -15,6 +15,7 @@ use mailgrant::gui::wizard::sign_in::{SignInState, SignInStep, SignedIn};
 use mailgrant::gui::{GuiOptions, MailgrantApp, Step, View};
 use mailgrant::oauth::{IdentityClaims, TokenSet};
 use mailgrant::profile::Field;
+use mailgrant::provider::ProviderKind;
 use oauth2::{AccessToken, RefreshToken};
 use time::OffsetDateTime;
 
@@ -34,12 +35,34 @@ fn harness() -> Harness<'static, MailgrantApp> {
 }
 
 fn sign_in_harness(state: SignInState) -> Harness<'static, SignInStep> {
+    sign_in_harness_for(ProviderKind::Microsoft365, state)
+}
+
+fn sign_in_harness_for(provider: ProviderKind, state: SignInState) -> Harness<'static, SignInStep> {
     Harness::builder().with_size([900.0, 700.0]).build_ui_state(
-        |ui, step: &mut SignInStep| {
-            let _ = step.ui(ui, MAILBOX, true);
+        move |ui, step: &mut SignInStep| {
+            let _ = step.ui(ui, MAILBOX, provider, true);
         },
         SignInStep { state },
     )
+}
+
+fn waiting_state() -> SignInState {
+    SignInState::Waiting {
+        attempt: 1,
+        authorize_url: "http://127.0.0.1:9/authorize?client_id=x&state=y".to_owned(),
+        redirect_uri: "http://localhost:53682/".to_owned(),
+        started: Instant::now() - Duration::from_secs(75),
+        cancel: CancelHandle::new(|| {}),
+        browser_problem: None,
+    }
+}
+
+fn choose_custom_provider(harness: &mut Harness<'_, MailgrantApp>) {
+    harness.get_by_label("Provider").click();
+    harness.run();
+    harness.get_by_label("Custom OAuth2 provider").click();
+    harness.run();
 }
 
 fn tokens_for(account: &str) -> TokenSet {
@@ -211,11 +234,10 @@ fn a_failed_sign_in_shows_cause_and_fix() {
 
 #[test]
 fn br05_signed_in_as_another_account_asks_before_going_on() {
-    let state = SignInState::SignedIn(SignedIn {
-        tokens: tokens_for("it-admin@example.com"),
-        account: Some("it-admin@example.com".to_owned()),
-        shared_mailbox_confirmed: false,
-    });
+    let state = SignInState::SignedIn(SignedIn::new(
+        tokens_for("it-admin@example.com"),
+        Some("it-admin@example.com".to_owned()),
+    ));
     let mut harness = sign_in_harness(state);
 
     harness
@@ -236,11 +258,10 @@ fn br05_signed_in_as_another_account_asks_before_going_on() {
 
 #[test]
 fn signed_in_as_the_mailbox_needs_no_decision() {
-    let state = SignInState::SignedIn(SignedIn {
-        tokens: tokens_for("Alarms@Example.com"),
-        account: Some("Alarms@Example.com".to_owned()),
-        shared_mailbox_confirmed: false,
-    });
+    let state = SignInState::SignedIn(SignedIn::new(
+        tokens_for("Alarms@Example.com"),
+        Some("Alarms@Example.com".to_owned()),
+    ));
     let harness = sign_in_harness(state);
     harness.get_by_label("Signed in as Alarms@Example.com");
     assert!(harness.query_by_label_contains("but the mailbox is").is_none());
@@ -249,11 +270,7 @@ fn signed_in_as_the_mailbox_needs_no_decision() {
 
 #[test]
 fn no_access_or_refresh_token_reaches_the_screen() {
-    let state = SignInState::SignedIn(SignedIn {
-        tokens: tokens_for(MAILBOX),
-        account: Some(MAILBOX.to_owned()),
-        shared_mailbox_confirmed: false,
-    });
+    let state = SignInState::SignedIn(SignedIn::new(tokens_for(MAILBOX), Some(MAILBOX.to_owned())));
     let harness = sign_in_harness(state);
     for node in harness.root().children_recursive() {
         let node = node.accesskit_node();
@@ -290,4 +307,54 @@ fn copy_puts_the_value_on_the_clipboard() {
         })
         .collect();
     assert_eq!(copied, ["http://localhost"]);
+}
+
+#[test]
+fn fix_fields_note_goes_away_once_no_field_is_red() {
+    let mut harness = harness();
+    click(&mut harness, "Next");
+    harness.get_by_label("Fix the fields marked in red to go on");
+
+    type_into(&mut harness, Field::Tenant, TENANT);
+    harness.get_by_label("Fix the field marked in red to go on");
+    type_into(&mut harness, Field::ClientId, CLIENT_ID);
+
+    // No field is red any more: nothing asks to fix one, though Next was not pressed again.
+    assert!(harness.query_by_label_contains("marked in red").is_none());
+    assert!(harness.query_by_label_contains("Enter the Application (client) ID").is_none());
+    assert_eq!(harness.state().view(), View::Wizard(Step::Registration));
+
+    // While that refused Next stands, a field that turns red again brings the note back.
+    type_into(&mut harness, Field::ClientId, "@");
+    harness.get_by_label_contains("looks like an e-mail address");
+    harness.get_by_label("Fix the field marked in red to go on");
+}
+
+#[test]
+fn custom_provider_names_the_loopback_redirect_uri_to_register_with_copy() {
+    let mut harness = harness();
+    choose_custom_provider(&mut harness);
+
+    harness.get_by_label("Register with your provider:");
+    assert_eq!(harness.get_by_label("Redirect URI").value().as_deref(), Some("http://localhost"));
+    let address = harness.get_by_label("Loopback address").value();
+    assert_eq!(address.as_deref(), Some("http://127.0.0.1"));
+    harness.get_by_role_and_label(Role::Button, "Copy redirect uri");
+    harness.get_by_role_and_label(Role::Button, "Copy loopback address");
+    harness.get_by_label_contains("any port");
+    for microsoft in ["Mobile and desktop applications", "Entra", "Ask your admin to register:"] {
+        assert!(harness.query_by_label_contains(microsoft).is_none(), "{microsoft} shown");
+    }
+}
+
+#[test]
+fn custom_provider_sign_in_waits_with_provider_neutral_words() {
+    let harness = sign_in_harness_for(ProviderKind::Custom, waiting_state());
+
+    harness.get_by_label("http://localhost:53682/");
+    harness.get_by_label_contains("register http://localhost (any port, a loopback redirect)");
+    harness.get_by_label_contains("the client's registration at the provider needs fixing");
+    for microsoft in ["AADSTS", "Mobile and desktop", "app registration"] {
+        assert!(harness.query_by_label_contains(microsoft).is_none(), "{microsoft} shown");
+    }
 }

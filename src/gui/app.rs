@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use crate::gui::backups::{BackupList, BackupsAction, RestoreNote};
 use crate::gui::form::{self, FormFeedback};
-use crate::gui::jobs::{SavedState, Startup, StatusJob, VerifyRequest};
+use crate::gui::jobs::{Reread, SavedState, Startup, StatusJob, VerifyRequest};
 use crate::gui::log_pane::LogPane;
 use crate::gui::nav::{self, Progress, Step, View};
 use crate::gui::sign_out::SignedOutNote;
@@ -17,7 +17,7 @@ use crate::gui::tasks::{Attempt, Reporter, SignInOutcome, TaskEvent, TaskRunner}
 use crate::gui::wizard::mailbox::{self, MailboxStep};
 use crate::gui::wizard::registration::{self, RegistrationStep};
 use crate::gui::wizard::save::{ExistingConfig, SaveAction, SaveContext, SaveStep};
-use crate::gui::wizard::sign_in::{SignInAction, SignInState, SignInStep, SignedIn};
+use crate::gui::wizard::sign_in::{RefreshRecord, SignInAction, SignInState, SignInStep, SignedIn};
 use crate::gui::wizard::verify::{self, CheckRow, VerifyAction, VerifyStep};
 use crate::gui::{GuiOptions, jobs, theme};
 use crate::profile::{Field, ProfileForm};
@@ -37,6 +37,17 @@ enum Action {
     Verify(VerifyAction),
     Save(SaveAction),
     Status(StatusAction),
+    /// The window got the keyboard focus back (the operator may have run a command meanwhile).
+    Focused,
+}
+
+/// Why the last Next (or sign-in, or check run) was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Blocked {
+    /// Fields of this step have errors; the note is shown only while one of them is still red.
+    FieldErrors(Step),
+    /// Anything else, until the operator edits a field or moves on.
+    Note(String),
 }
 
 /// The mailgrant window's state.
@@ -48,7 +59,7 @@ pub struct MailgrantApp {
     view: View,
     progress: Progress,
     /// Why the last Next was refused.
-    blocked: Option<String>,
+    blocked: Option<Blocked>,
     registration: RegistrationStep,
     mailbox: MailboxStep,
     sign_in: SignInStep,
@@ -56,8 +67,15 @@ pub struct MailgrantApp {
     /// refreshing them must then go through the store so the rotated token is kept on disk.
     tokens_saved: bool,
     verify: VerifyStep,
+    /// The form the running or last verification checked; its report describes only that.
+    verified_form: Option<ProfileForm>,
     save: SaveStep,
     existing: ExistingConfig,
+    /// The form of the setup saved at `paths`, as last read or written; the wizard holds
+    /// unsaved edits while `form` differs.
+    saved_form: Option<ProfileForm>,
+    /// The read of the saved setup in progress (status view opened, window focused).
+    reread: Option<Attempt>,
     save_attempt: Attempt,
     status: StatusPanel,
     log: LogPane,
@@ -86,8 +104,11 @@ impl MailgrantApp {
             sign_in: SignInStep::default(),
             tokens_saved: false,
             verify: VerifyStep::default(),
+            verified_form: None,
             save: SaveStep::default(),
             existing: ExistingConfig::None,
+            saved_form: None,
+            reread: None,
             save_attempt: 0,
             status: StatusPanel::default(),
             log: LogPane,
@@ -95,12 +116,17 @@ impl MailgrantApp {
         };
         if let Some(paths) = &paths {
             let last_check = jobs::recorded_check(paths);
-            app.open_existing(jobs::load_existing(paths), &paths.config, last_check.as_ref());
+            let found = jobs::load_existing(paths);
+            if !matches!(found, Startup::Nothing) {
+                // A returning operator lands on the status view.
+                app.view = View::Status;
+            }
+            app.open_existing(found, &paths.config, last_check.as_ref());
         }
         app
     }
 
-    /// Shows what was found at the config path: a returning operator lands on the status view.
+    /// Takes what was found at the config path into the wizard and the status view.
     fn open_existing(
         &mut self,
         found: Startup,
@@ -113,6 +139,7 @@ impl MailgrantApp {
             Startup::Loaded(setup) => {
                 tracing::info!(config = %source, "opened saved setup");
                 self.form = setup.config.to_form_with_secret(&setup.secrets);
+                self.saved_form = Some(self.form.clone());
                 self.existing = ExistingConfig::Valid;
                 self.status.load_problem = None;
                 // Signed out, or no tokens stored: nothing to refresh or check with.
@@ -130,12 +157,14 @@ impl MailgrantApp {
                         tokens,
                         // The saved identities were decided when this setup was made.
                         shared_mailbox_confirmed: identities.smtp_user != identities.imap_user,
+                        record: RefreshRecord::stored(&setup.secrets),
                     });
                 }
                 self.status.data = Some(status_data(&setup, last_check));
             }
             Startup::SecretsUnusable { config, problem } => {
                 self.form = config.to_form();
+                self.saved_form = Some(self.form.clone());
                 self.existing = ExistingConfig::Valid;
                 self.status.data = None;
                 self.status.load_problem = Some(problem);
@@ -152,7 +181,6 @@ impl MailgrantApp {
         self.progress.set_done(Step::Mailbox, form_ok);
         let signed_in = self.sign_in.is_complete(self.form.mailbox.trim());
         self.progress.set_done(Step::SignIn, form_ok && signed_in);
-        self.view = View::Status;
     }
 
     /// What the main area shows.
@@ -199,7 +227,15 @@ impl MailgrantApp {
         match action {
             Action::Show(view) => {
                 self.blocked = None;
+                if view == View::Status && self.view != View::Status {
+                    self.start_reread();
+                }
                 self.view = view;
+            }
+            Action::Focused => {
+                if self.view == View::Status {
+                    self.start_reread();
+                }
             }
             Action::Next => self.next(),
             Action::Back => {
@@ -219,21 +255,31 @@ impl MailgrantApp {
         }
     }
 
-    /// Next: the step's fields must have no error (warnings do not block).
-    fn next(&mut self) {
-        let View::Wizard(step) = self.view else { return };
-        let fields: &[Field] = match step {
+    /// The form fields shown on `step`.
+    fn step_fields(&self, step: Step) -> &'static [Field] {
+        match step {
             Step::Registration => registration::fields(self.form.provider),
             Step::Mailbox => mailbox::FIELDS,
             Step::SignIn | Step::Verify | Step::Save => &[],
-        };
+        }
+    }
+
+    /// How many fields of `step` are drawn red now (an error, and touched so it shows).
+    fn red_fields(&self, step: Step) -> usize {
+        let errors = form::errors_in(&self.form, self.step_fields(step));
+        let mut red: Vec<Field> =
+            errors.iter().map(|p| p.field).filter(|f| self.touched.contains(f)).collect();
+        red.dedup();
+        red.len()
+    }
+
+    /// Next: the step's fields must have no error (warnings do not block).
+    fn next(&mut self) {
+        let View::Wizard(step) = self.view else { return };
+        let fields = self.step_fields(step);
         form::touch_all(&mut self.touched, fields);
-        let errors = form::errors_in(&self.form, fields);
-        if !errors.is_empty() {
-            self.blocked = Some(format!(
-                "Fix the {} marked in red to go on",
-                if errors.len() == 1 { "field" } else { "fields" }
-            ));
+        if !form::errors_in(&self.form, fields).is_empty() {
+            self.blocked = Some(Blocked::FieldErrors(step));
             return;
         }
         if step == Step::Mailbox
@@ -241,11 +287,11 @@ impl MailgrantApp {
         {
             // A problem in a field of an earlier step (for example after switching provider).
             let first = problems.first().map(ToString::to_string).unwrap_or_default();
-            self.blocked = Some(format!("Go back and fix: {first}"));
+            self.blocked = Some(Blocked::Note(format!("Go back and fix: {first}")));
             return;
         }
         if step == Step::SignIn && !self.sign_in.is_complete(&self.form.mailbox) {
-            self.blocked = Some("Sign in first".to_owned());
+            self.blocked = Some(Blocked::Note("Sign in first".to_owned()));
             return;
         }
 
@@ -280,6 +326,9 @@ impl MailgrantApp {
             // An edited step is done again once Next accepts it.
             self.progress.set_done(step, false);
         }
+        if matches!(self.blocked, Some(Blocked::Note(_))) {
+            self.blocked = None;
+        }
         if self.verify.running.is_none() {
             self.verify.reset();
         }
@@ -309,7 +358,7 @@ impl MailgrantApp {
             Ok((profile, _warnings)) => profile,
             Err(_) => {
                 self.view = View::Wizard(Step::Registration);
-                self.blocked = Some("Fix the settings before signing in".to_owned());
+                self.blocked = Some(Blocked::Note("Fix the settings before signing in".to_owned()));
                 return;
             }
         };
@@ -329,7 +378,8 @@ impl MailgrantApp {
         }
         let Ok((profile, _)) = self.form.validate() else {
             self.view = View::Wizard(Step::Registration);
-            self.blocked = Some("Fix the settings before running the checks".to_owned());
+            let note = "Fix the settings before running the checks".to_owned();
+            self.blocked = Some(Blocked::Note(note));
             return;
         };
         let SignInState::SignedIn(signed_in) = &self.sign_in.state else { return };
@@ -339,9 +389,11 @@ impl MailgrantApp {
             identities,
             tokens: signed_in.tokens.clone(),
             saved: if self.tokens_saved { self.paths.clone() } else { None },
+            settings_saved: self.saved_form.as_ref() == Some(&self.form),
         };
         let attempt = self.tasks.next_attempt();
         self.verify.start(attempt);
+        self.verified_form = Some(self.form.clone());
         tracing::info!(saved_setup = request.saved.is_some(), "verification requested");
         if let Err(error) = jobs::verify(&self.tasks, attempt, request) {
             tracing::error!(%error, "could not start the verification thread");
@@ -359,6 +411,7 @@ impl MailgrantApp {
                 {
                     // The store may have rotated the refresh token: keep the wizard in step.
                     signed_in.tokens = tokens;
+                    signed_in.record = RefreshRecord::stored(&setup.secrets);
                 }
                 self.status.data = Some(status_data(&setup, saved.last_check.as_ref()));
             }
@@ -379,13 +432,18 @@ impl MailgrantApp {
         let Some(identities) = signed_in.identities(&profile.mailbox) else { return };
         let overwrite_unparsable =
             matches!(self.existing, ExistingConfig::Broken(_)) && self.save.confirm_replace_broken;
+        let report = self.verify.report.clone().filter(|_| self.verification_is_current());
+        if self.verify.report.is_some() && report.is_none() {
+            tracing::info!("the last checks ran on other settings; they are not recorded");
+        }
         let request = jobs::SaveRequest {
             paths,
             profile,
             identities,
             tokens: signed_in.tokens.clone(),
+            record: signed_in.record,
             overwrite_unparsable,
-            report: self.verify.report.clone(),
+            report,
         };
         let attempt = self.tasks.next_attempt();
         self.save.saving = true;
@@ -394,6 +452,82 @@ impl MailgrantApp {
         if let Err(error) = jobs::save(&self.tasks, attempt, request) {
             tracing::error!(%error, "could not start the save thread");
             self.save.saving = false;
+        }
+    }
+
+    /// True when the last verification checked the settings as they are now.
+    fn verification_is_current(&self) -> bool {
+        self.verified_form.as_ref() == Some(&self.form)
+    }
+
+    /// True when the wizard holds nothing the saved setup does not: no unsaved edit, no
+    /// unsaved or pending sign-in, no run of the checks.
+    fn wizard_matches_saved(&self) -> bool {
+        let tokens_at_rest = match self.sign_in.state {
+            SignInState::SignedIn(_) => self.tokens_saved,
+            SignInState::Idle | SignInState::CancelledByOperator | SignInState::Failed(_) => true,
+            SignInState::Starting { .. }
+            | SignInState::Waiting { .. }
+            | SignInState::Cancelling { .. } => false,
+        };
+        tokens_at_rest
+            && self.verify.running.is_none()
+            && !self.save.saving
+            && self.saved_form.as_ref() == Some(&self.form)
+    }
+
+    /// Reads the saved setup again on a worker; its report updates the status view.
+    fn start_reread(&mut self) {
+        let Some(paths) = self.paths.clone() else { return };
+        if self.reread.is_some() {
+            return;
+        }
+        let attempt = self.tasks.next_attempt();
+        self.reread = Some(attempt);
+        if let Err(error) = jobs::reread(&self.tasks, attempt, paths) {
+            tracing::error!(%error, "could not start the reread thread");
+            self.reread = None;
+        }
+    }
+
+    /// Shows the setup as read again from disk. A job that changes the stored setup reports
+    /// the state after it itself, so a read that overlaps one is dropped.
+    fn reread_finished(&mut self, reread: Reread) {
+        let Some(paths) = self.paths.clone() else { return };
+        if self.status.job_running() || self.save.saving {
+            tracing::debug!("reread overlapped a job that changes the setup; dropped");
+            return;
+        }
+        let Reread { startup, last_check } = reread;
+        if !self.status.shows_same(&startup) {
+            tracing::info!(config = %paths.config.display(), "the saved setup changed on disk");
+            self.status.setup_replaced();
+            self.status.backups.list = BackupList::Stale;
+        }
+        if matches!(startup, Startup::Nothing) {
+            self.status.data = None;
+            self.status.load_problem = None;
+            self.status.source = None;
+            self.existing = ExistingConfig::None;
+            self.saved_form = None;
+            self.tokens_saved = false;
+            return;
+        }
+        if self.wizard_matches_saved() {
+            self.open_existing(startup, &paths.config, last_check.as_ref());
+            return;
+        }
+        // The wizard holds work of its own: only the status view follows the disk.
+        match startup {
+            Startup::Loaded(setup) => {
+                self.status.load_problem = None;
+                self.apply_saved_state(SavedState { setup: Some(setup), last_check });
+            }
+            Startup::SecretsUnusable { problem, .. } | Startup::Broken(problem) => {
+                self.status.data = None;
+                self.status.load_problem = Some(problem);
+            }
+            Startup::Nothing => {}
         }
     }
 
@@ -473,6 +607,7 @@ impl MailgrantApp {
         self.status.bundle.path = path.display().to_string();
         self.status.bundle.open = true;
         self.status.bundle.outcome = None;
+        self.status.bundle.reveal = true;
     }
 
     fn start_bundle(&mut self, out: std::path::PathBuf) {
@@ -496,7 +631,10 @@ impl MailgrantApp {
             self.verify.reset();
         }
         self.save.result = None;
+        // What the view said about the replaced setup no longer holds.
+        self.status.setup_replaced();
         self.open_existing(startup, &paths.config, last_check);
+        self.view = View::Status;
         self.status.backups.list = BackupList::Stale;
     }
 
@@ -555,6 +693,7 @@ impl MailgrantApp {
                     self.status.bundle.open = false;
                 }
                 self.status.bundle.outcome = Some(result);
+                self.status.bundle.reveal = true;
             }
             other => tracing::debug!(event = ?other, "not a maintenance report"),
         }
@@ -597,6 +736,10 @@ impl MailgrantApp {
                         self.save.confirm_replace_broken = false;
                         self.progress.set_done(Step::Save, true);
                         self.tokens_saved = true;
+                        let setup = &saved.setup;
+                        self.saved_form = Some(setup.config.to_form_with_secret(&setup.secrets));
+                        // Outcomes of earlier status actions describe the replaced setup.
+                        self.status.setup_replaced();
                         self.apply_saved_state(SavedState {
                             setup: Some(saved.setup),
                             last_check: saved.last_check,
@@ -642,6 +785,12 @@ impl MailgrantApp {
                     Some(ActionOutcome { title: outcome.title.to_owned(), result: outcome.result });
                 self.apply_saved_state(outcome.saved);
             }
+            TaskEvent::Reread { attempt, reread } => {
+                if self.reread == Some(attempt) {
+                    self.reread = None;
+                    self.reread_finished(*reread);
+                }
+            }
             event @ (TaskEvent::BackupsListed { .. }
             | TaskEvent::RestoreFinished { .. }
             | TaskEvent::SignOutFinished { .. }
@@ -662,11 +811,7 @@ impl MailgrantApp {
                             tokens.identity.as_ref().and_then(|i| i.account()).map(str::to_owned);
                         tracing::info!(account = account.as_deref(), "signed in");
                         self.tokens_saved = false;
-                        SignInState::SignedIn(SignedIn {
-                            tokens: *tokens,
-                            account,
-                            shared_mailbox_confirmed: false,
-                        })
+                        SignInState::SignedIn(SignedIn::new(*tokens, account))
                     }
                     SignInOutcome::Cancelled => SignInState::CancelledByOperator,
                     SignInOutcome::Failed(diagnosis) => {
@@ -679,17 +824,26 @@ impl MailgrantApp {
     }
 
     fn verify_finished(&mut self, done: jobs::VerifyDone) {
-        let jobs::VerifyDone { report, tokens, saved } = done;
+        let jobs::VerifyDone { report, tokens, refreshed, saved } = done;
         self.verify.rows = report.checks.iter().map(CheckRow::from_result).collect();
         self.verify.all_passed = Some(report.all_passed());
         self.verify.finished_at = Some(time::OffsetDateTime::now_utc());
         self.verify.report = Some(report);
         if let SignInState::SignedIn(signed_in) = &mut self.sign_in.state {
-            // The refresh check may have rotated the refresh token: Save writes the new one.
+            // The refresh check may have rotated the refresh token: Save writes the new one,
+            // and records that it was redeemed.
             signed_in.tokens = tokens;
+            if let Some(refreshed) = refreshed {
+                signed_in.record = signed_in.record.after_refresh(refreshed.at, refreshed.rotated);
+            }
         }
         if let Some(saved) = saved {
             self.apply_saved_state(saved);
+        }
+        if !self.verification_is_current() {
+            // Edited while the checks ran: the result describes settings no longer shown.
+            tracing::info!("settings changed while the checks ran; their result is dropped");
+            self.verify.reset();
         }
     }
 
@@ -712,8 +866,9 @@ impl MailgrantApp {
                 }
             }
             Step::SignIn => {
-                let available = jobs::SIGN_IN_AVAILABLE;
-                if let Some(action) = self.sign_in.ui(ui, self.form.mailbox.trim(), available) {
+                let (available, provider) = (jobs::SIGN_IN_AVAILABLE, self.form.provider);
+                let mailbox = self.form.mailbox.trim();
+                if let Some(action) = self.sign_in.ui(ui, mailbox, provider, available) {
                     actions.push(Action::SignIn(action));
                 }
             }
@@ -728,7 +883,7 @@ impl MailgrantApp {
                 let context = SaveContext {
                     target,
                     existing: &self.existing,
-                    all_passed: self.verify.all_passed,
+                    all_passed: self.verify.all_passed.filter(|_| self.verification_is_current()),
                     available: jobs::SAVE_AVAILABLE,
                 };
                 if let Some(action) = self.save.ui(ui, &context) {
@@ -741,8 +896,19 @@ impl MailgrantApp {
     fn buttons_ui(&self, ui: &mut egui::Ui, step: Step, actions: &mut Vec<Action>) {
         ui.add_space(6.0);
         ui.horizontal(|ui| {
-            if let Some(note) = &self.blocked {
-                ui.colored_label(theme::error_color(ui), note);
+            match &self.blocked {
+                Some(Blocked::FieldErrors(at)) if *at == step => {
+                    let red = self.red_fields(step);
+                    if red > 0 {
+                        let fields = if red == 1 { "field" } else { "fields" };
+                        let note = format!("Fix the {fields} marked in red to go on");
+                        ui.colored_label(theme::error_color(ui), note);
+                    }
+                }
+                Some(Blocked::Note(note)) => {
+                    ui.colored_label(theme::error_color(ui), note);
+                }
+                Some(Blocked::FieldErrors(_)) | None => {}
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 if step.next().is_some() {
@@ -773,6 +939,11 @@ impl eframe::App for MailgrantApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let mut actions = Vec::new();
+        let focused =
+            ui.input(|i| i.events.iter().any(|e| matches!(e, egui::Event::WindowFocused(true))));
+        if focused {
+            actions.push(Action::Focused);
+        }
 
         egui::Panel::left("steps").resizable(false).exact_size(190.0).show(ui, |ui| {
             if let Some(view) = nav::ui(ui, self.view, &self.progress) {
@@ -878,18 +1049,15 @@ mod tests {
     }
 
     fn signed_in() -> SignInState {
-        SignInState::SignedIn(SignedIn {
-            tokens: crate::oauth::TokenSet {
-                access_token: oauth2::AccessToken::new("a".to_owned()),
-                access_expires_at: None,
-                refresh_token: None,
-                granted_scopes: None,
-                identity: None,
-                obtained_at: time::OffsetDateTime::now_utc(),
-            },
-            account: None,
-            shared_mailbox_confirmed: false,
-        })
+        let tokens = crate::oauth::TokenSet {
+            access_token: oauth2::AccessToken::new("a".to_owned()),
+            access_expires_at: None,
+            refresh_token: None,
+            granted_scopes: None,
+            identity: None,
+            obtained_at: time::OffsetDateTime::now_utc(),
+        };
+        SignInState::SignedIn(SignedIn::new(tokens, None))
     }
 
     #[test]

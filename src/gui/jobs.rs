@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::diagnose::{self, Diagnosis};
 use crate::gui::tasks::{Attempt, CancelHandle, Reporter, SignInOutcome, TaskEvent, TaskRunner};
-use crate::gui::wizard::sign_in::SIGN_IN_TIMEOUT;
+use crate::gui::wizard::sign_in::{RefreshRecord, SIGN_IN_TIMEOUT};
 use crate::oauth::{self, PendingSignIn, SignInError, TokenClient, TokenSet};
 use crate::profile::Profile;
 use crate::session::{self, Freshness};
@@ -68,19 +68,31 @@ pub struct SaveRequest {
     pub profile: Profile,
     pub identities: Identities,
     pub tokens: TokenSet,
+    /// When the refresh token in `tokens` was issued and last redeemed (a refresh in the Verify
+    /// step happens before the save and must not be written down as a fresh sign-in).
+    pub record: RefreshRecord,
     /// The operator agreed to replace a file that does not parse.
     pub overwrite_unparsable: bool,
-    /// The last verification run, recorded next to the config once it is saved.
+    /// The verification run of exactly these settings, recorded next to the config once it is
+    /// saved; `None` when the last run checked other settings.
     pub report: Option<VerificationReport>,
 }
 
 /// Writes config and secrets on a worker thread.
 pub fn save(tasks: &TaskRunner, attempt: Attempt, request: SaveRequest) -> std::io::Result<()> {
     tasks.spawn("mailgrant-save", move |reporter| {
-        let SaveRequest { paths, profile, identities, tokens, overwrite_unparsable, report } =
-            request;
+        let SaveRequest {
+            paths,
+            profile,
+            identities,
+            tokens,
+            record: refresh_record,
+            overwrite_unparsable,
+            report,
+        } = request;
         let config = ServiceConfig::from_profile(&profile, &identities);
-        let secrets = Secrets::from_sign_in(&tokens, profile.client_secret.clone());
+        let mut secrets = Secrets::from_sign_in(&tokens, profile.client_secret.clone());
+        refresh_record.apply_to(&mut secrets);
         let options = SaveOptions { overwrite_unparsable };
 
         let result = match store::save_with(&paths, &config, &secrets, options) {
@@ -129,6 +141,29 @@ pub fn load_existing(paths: &ConfigPaths) -> Startup {
             }
         }
     }
+}
+
+/// The saved setup as read again from disk (another process may have changed it).
+pub struct Reread {
+    pub startup: Startup,
+    pub last_check: Option<LastCheck>,
+}
+
+impl std::fmt::Debug for Reread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reread").finish_non_exhaustive()
+    }
+}
+
+/// Reads the setup at `paths` again on a worker thread (small local files): the status view
+/// asks for it when it is opened and when the window gets the focus back, because
+/// `mailgrant login` or the service may have rotated or replaced the tokens meanwhile.
+pub fn reread(tasks: &TaskRunner, attempt: Attempt, paths: ConfigPaths) -> std::io::Result<()> {
+    tasks.spawn("mailgrant-reread", move |reporter| {
+        let reread =
+            Reread { startup: load_existing(&paths), last_check: last_check::load(&paths) };
+        reporter.send(TaskEvent::Reread { attempt, reread: Box::new(reread) });
+    })
 }
 
 /// The config paths from `--config`, or the platform default.
@@ -190,6 +225,9 @@ pub struct VerifyRequest {
     /// from the store, refreshes under the lock, keeps the rotated token on disk and records
     /// the result, exactly as `mailgrant check` does.
     pub saved: Option<ConfigPaths>,
+    /// The settings checked are the ones saved there (no unsaved edit): only then is the
+    /// result recorded next to them.
+    pub settings_saved: bool,
 }
 
 /// A finished verification run.
@@ -198,8 +236,32 @@ pub struct VerifyDone {
     pub report: VerificationReport,
     /// The newest tokens; a refresh may have rotated the refresh token.
     pub tokens: TokenSet,
+    /// Set when the run refreshed the in-memory (unsaved) tokens: when, and whether the
+    /// provider rotated the refresh token.
+    pub refreshed: Option<Refreshed>,
     /// The saved setup after the run, when the run was on a saved setup.
     pub saved: Option<SavedState>,
+}
+
+/// A refresh of unsaved tokens during the Verify step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refreshed {
+    pub at: time::OffsetDateTime,
+    /// The provider sent a new refresh token.
+    pub rotated: bool,
+}
+
+impl Refreshed {
+    /// What the run did to `before`, judged from the refresh check's outcome and the tokens it
+    /// handed back.
+    fn judge(before: &TokenSet, report: &VerificationReport, after: &TokenSet) -> Option<Self> {
+        let passed = report.get(CheckId::Refresh).is_some_and(|c| c.outcome == Outcome::Passed);
+        if !passed {
+            return None;
+        }
+        let secret = |t: &TokenSet| t.refresh_token.as_ref().map(|r| r.secret().clone());
+        Some(Refreshed { at: after.obtained_at, rotated: secret(before) != secret(after) })
+    }
 }
 
 /// A finished run, or why it could not start.
@@ -215,7 +277,7 @@ pub fn verify(tasks: &TaskRunner, attempt: Attempt, request: VerifyRequest) -> s
 }
 
 fn run_verify(reporter: &Reporter, attempt: Attempt, request: VerifyRequest) -> VerifyResult {
-    let VerifyRequest { profile, identities, tokens, saved } = request;
+    let VerifyRequest { profile, identities, tokens, saved, settings_saved } = request;
     let trust = Trust::load(profile.extra_ca_file.as_deref()).map_err(|e| diagnose::trust(&e))?;
     let progress = |result: &CheckResult| {
         reporter.send(TaskEvent::CheckProgress { attempt, result: Box::new(result.clone()) });
@@ -224,12 +286,29 @@ fn run_verify(reporter: &Reporter, attempt: Attempt, request: VerifyRequest) -> 
     let Some(paths) = saved else {
         // Before Save: the in-memory tokens, refreshed in memory; the rotated refresh token
         // comes back in `tokens` for the Save step to write.
+        let before = tokens.clone();
         let input = VerifyInput { profile, trust, tokens, identities, refresher: None, only: None };
         let (report, tokens) = verify::run(input, progress);
-        return Ok(Box::new(VerifyDone { report, tokens, saved: None }));
+        let refreshed = Refreshed::judge(&before, &report, &tokens);
+        return Ok(Box::new(VerifyDone { report, tokens, refreshed, saved: None }));
     };
-    let (report, tokens) = run_on_saved(&paths, profile, trust, identities, None, progress)?;
-    Ok(Box::new(VerifyDone { report, tokens, saved: Some(SavedState::read(&paths)) }))
+    // Only a run of the settings saved there describes them; a run of unsaved edits (with the
+    // saved tokens) still keeps a rotated token on disk, but is not recorded next to them.
+    let record = if settings_saved { Record::WholePlan } else { Record::Nothing };
+    let (report, tokens) = run_on_saved(&paths, profile, trust, identities, record, progress)?;
+    let saved = Some(SavedState::read(&paths));
+    Ok(Box::new(VerifyDone { report, tokens, refreshed: None, saved }))
+}
+
+/// Which runs on a saved setup are recorded next to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Record {
+    /// The whole plan, on the saved settings.
+    WholePlan,
+    /// Only these checks, on the saved settings (not recorded yet, see below).
+    Only(Vec<CheckId>),
+    /// The whole plan on edited, unsaved settings: never recorded.
+    Nothing,
 }
 
 /// Verification on a saved setup, mirroring `mailgrant check`: tokens from the store, refresh
@@ -240,7 +319,7 @@ fn run_on_saved(
     profile: Profile,
     trust: Trust,
     identities: Identities,
-    only: Option<Vec<CheckId>>,
+    record_as: Record,
     progress: impl FnMut(&CheckResult),
 ) -> Result<(VerificationReport, TokenSet), Diagnosis> {
     let tokens = session::tokens(paths, &profile, &trust, Freshness::CachedIfValid)
@@ -252,12 +331,17 @@ fn run_on_saved(
         session::tokens(paths, &refresh_profile, &refresh_trust, Freshness::ForceRefresh)
             .map_err(|e| e.diagnosis(&refresh_profile))
     });
+    let only = match &record_as {
+        Record::Only(only) => Some(only.clone()),
+        Record::WholePlan | Record::Nothing => None,
+    };
     let input =
         VerifyInput { profile, trust, tokens, identities, refresher: Some(refresher), only };
-    let whole_plan = input.only.is_none();
     let (report, tokens) = verify::run(input, progress);
-    if whole_plan {
+    if record_as == Record::WholePlan {
         record(paths, &report);
+    } else if record_as == Record::Nothing {
+        tracing::info!(run = %report.run_id, "run of unsaved settings not recorded");
     } else {
         // TODO(gui, issue 2): record single checks too once `store::last_check` keeps each
         // check's own time and merges partial runs (asked the lead); writing a partial run
@@ -358,7 +442,7 @@ fn run_status_job(
     };
     let identities = setup.config.identities();
     let (report, _tokens) =
-        run_on_saved(paths, profile, trust, identities, Some(vec![check]), progress)?;
+        run_on_saved(paths, profile, trust, identities, Record::Only(vec![check]), progress)?;
     match report.get(check).map(|c| (&c.outcome, c.summary.clone())) {
         Some((Outcome::Passed, summary)) => Ok(summary),
         Some((Outcome::Warning(d) | Outcome::Failed(d), _)) => Err(d.clone()),

@@ -14,6 +14,7 @@ use crate::diagnose::Diagnosis;
 use crate::forecast;
 use crate::gui::backups::{BackupsAction, BackupsPanel};
 use crate::gui::icons::{self, Icon};
+use crate::gui::jobs::Startup;
 use crate::gui::sign_out::SignOutPanel;
 use crate::gui::support_bundle::{BundleAction, BundlePanel};
 use crate::gui::tasks::Attempt;
@@ -81,6 +82,41 @@ pub struct StatusPanel {
 }
 
 impl StatusPanel {
+    /// Forgets what earlier actions said: the setup they described was replaced (a new sign-in
+    /// saved, a backup restored, a sign-out, or another program changed it).
+    pub fn setup_replaced(&mut self) {
+        self.last_outcome = None;
+        self.action_rows.clear();
+        self.sign_out.confirming = false;
+        self.sign_out.outcome = None;
+        self.backups.confirming = None;
+        self.backups.last_restore = None;
+        self.bundle.outcome = None;
+    }
+
+    /// True when `found` on disk is the setup this view shows: the same settings and the same
+    /// sign-in. A refresh by the service (a rotated or redeemed token) is the same setup; a new
+    /// sign-in, a sign-out or other settings are not.
+    pub fn shows_same(&self, found: &Startup) -> bool {
+        match (found, &self.data) {
+            (Startup::Loaded(setup), Some(data)) => {
+                let (shown, disk) = (&data.secrets, &setup.secrets);
+                let fresh_sign_in = disk.refresh_token_last_used_at.is_none()
+                    && disk.refresh_token_issued_at != shown.refresh_token_issued_at;
+                data.config == setup.config
+                    && shown.signed_in_account == disk.signed_in_account
+                    && shown.has_refresh_token() == disk.has_refresh_token()
+                    && shown.needs_sign_in == disk.needs_sign_in
+                    && !fresh_sign_in
+            }
+            (Startup::SecretsUnusable { problem, .. } | Startup::Broken(problem), None) => {
+                self.load_problem.as_ref().is_some_and(|shown| shown.id == problem.id)
+            }
+            (Startup::Nothing, None) => self.load_problem.is_none(),
+            _ => false,
+        }
+    }
+
     /// True while any job started from this view runs.
     pub fn job_running(&self) -> bool {
         self.busy.is_some()

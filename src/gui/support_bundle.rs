@@ -24,6 +24,9 @@ pub struct BundlePanel {
     /// The write in progress.
     pub writing: Option<Attempt>,
     pub outcome: Option<Result<PathBuf, Diagnosis>>,
+    /// The field was just opened or the outcome just arrived: bring it into view once (the
+    /// section sits at the bottom of the status view, often below the window's edge).
+    pub reveal: bool,
 }
 
 /// What the operator asked for in this section.
@@ -50,13 +53,22 @@ impl BundlePanel {
                 action = Some(BundleAction::Open);
             }
         } else {
-            egui::Frame::group(ui.style()).inner_margin(10.0).show(ui, |ui| {
+            let frame = egui::Frame::group(ui.style()).inner_margin(10.0).show(ui, |ui| {
                 ui.set_max_width(ui.available_width());
                 let label = ui.label(PATH_LABEL);
-                let edit = egui::TextEdit::singleline(&mut self.path)
-                    .desired_width(ui.available_width().min(720.0))
+                // As wide as the view and wrapped, so a long path is read whole, not clipped.
+                let edit = egui::TextEdit::multiline(&mut self.path)
+                    .desired_rows(2)
+                    .desired_width(ui.available_width())
                     .font(egui::TextStyle::Monospace);
-                ui.add(edit).labelled_by(label.id);
+                let field = ui.add(edit).labelled_by(label.id);
+                if field.changed() {
+                    // A path is one line; Enter in the wrapped field adds nothing to it.
+                    self.path.retain(|c| c != '\n' && c != '\r');
+                }
+                if self.reveal {
+                    field.request_focus();
+                }
                 let target = resolve(config_dir, &self.path);
                 if target.is_none() {
                     ui.colored_label(theme::error_color(ui), "Enter the file to write");
@@ -73,6 +85,10 @@ impl BundlePanel {
                     }
                 });
             });
+            if self.reveal && self.outcome.is_none() {
+                self.reveal = false;
+                frame.response.scroll_to_me(Some(egui::Align::Max));
+            }
         }
 
         if writing {
@@ -81,7 +97,7 @@ impl BundlePanel {
                 ui.label("Writing the bundle (runs a network check, up to half a minute)…");
             });
         }
-        match &self.outcome {
+        let outcome = ui.scope(|ui| match &self.outcome {
             Some(Ok(path)) => {
                 let shown = path.display().to_string();
                 icons::line(ui, Icon::Passed, format!("Support bundle written to {shown}"));
@@ -95,6 +111,10 @@ impl BundlePanel {
                 diagnosis::ui(ui, d);
             }
             None => {}
+        });
+        if self.reveal && self.outcome.is_some() {
+            self.reveal = false;
+            outcome.response.scroll_to_me(Some(egui::Align::Max));
         }
         action
     }

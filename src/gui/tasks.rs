@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use crate::diagnose::Diagnosis;
-use crate::gui::jobs::{Restored, SignedOut, StatusOutcome, VerifyResult};
+use crate::gui::jobs::{Reread, Restored, SignedOut, StatusOutcome, VerifyResult};
 use crate::oauth::TokenSet;
 use crate::store::BackupInfo;
 use crate::verify::CheckResult;
@@ -79,6 +79,8 @@ pub enum TaskEvent {
     RestoreFinished { attempt: Attempt, result: Result<Box<Restored>, Diagnosis> },
     /// The stored tokens were removed (or why not).
     SignOutFinished { attempt: Attempt, result: Result<Box<SignedOut>, Diagnosis> },
+    /// The saved setup was read again (the status view was opened or the window focused).
+    Reread { attempt: Attempt, reread: Box<Reread> },
     /// The support bundle was written to this path (or why not).
     BundleWritten { attempt: Attempt, result: Result<PathBuf, Diagnosis> },
 }

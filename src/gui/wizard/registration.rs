@@ -1,8 +1,9 @@
 //! Step ①: which provider, and the app registration the admin makes for it.
 //!
 //! For Microsoft 365 the step also shows exactly what the admin must register (platform,
-//! redirect URI, public client flows, delegated permissions with the reason for each), every
-//! value with a Copy button, so the registration matches what the sign-in sends.
+//! redirect URI, public client flows, delegated permissions with the reason for each); for a
+//! custom provider, the loopback redirect URI to register. Every value has a Copy button, so
+//! the registration matches what the sign-in sends.
 
 use crate::gui::form::{self, FormFeedback, RowStyle};
 use crate::profile::{Field, ProfileForm};
@@ -10,6 +11,12 @@ use crate::provider::{MICROSOFT_REGISTERED_REDIRECT, Preset, ProviderKind};
 
 /// Platform name as the Entra portal shows it.
 const PLATFORM: &str = "Mobile and desktop applications";
+
+/// The loopback redirect URI to register with a custom provider: the sign-in listens on a
+/// random port and sends `http://localhost:<port>/` (RFC 8252 loopback redirect).
+pub const LOOPBACK_REDIRECT: &str = "http://localhost";
+/// The same loopback redirect by address, for providers that want the IP literal listed too.
+pub const LOOPBACK_IP_REDIRECT: &str = "http://127.0.0.1";
 
 /// Fields this step owns, for the provider chosen.
 pub fn fields(provider: ProviderKind) -> &'static [Field] {
@@ -77,9 +84,10 @@ impl RegistrationStep {
             form.switch_provider(provider);
         }
 
-        if form.provider == ProviderKind::Microsoft365 {
-            ui.add_space(14.0);
-            admin_box_ui(ui, &Preset::for_kind(form.provider));
+        ui.add_space(14.0);
+        match form.provider {
+            ProviderKind::Microsoft365 => admin_box_ui(ui, &Preset::for_kind(form.provider)),
+            ProviderKind::Custom => custom_box_ui(ui),
         }
         provider_changed
     }
@@ -137,5 +145,34 @@ fn admin_box_ui(ui: &mut egui::Ui, preset: &Preset) {
                 ui.add(egui::Label::new(egui::RichText::new(permission.why).weak()).wrap());
             });
         }
+    });
+}
+
+/// The framed "Register with your provider" box of a custom provider.
+fn custom_box_ui(ui: &mut egui::Ui) {
+    egui::Frame::group(ui.style()).inner_margin(12.0).show(ui, |ui| {
+        ui.strong("Register with your provider:");
+        ui.label(
+            "A client for a desktop (native) application that may redirect to this computer. \
+             mailgrant listens on a random port and sends http://localhost:<port>/ as the \
+             redirect URI",
+        );
+        ui.add_space(6.0);
+        egui::Grid::new("custom_registration").num_columns(2).spacing([16.0, 8.0]).show(ui, |ui| {
+            form::copy_row(ui, "Redirect URI", LOOPBACK_REDIRECT);
+            form::copy_row(ui, "Loopback address", LOOPBACK_IP_REDIRECT);
+        });
+        ui.add_space(4.0);
+        ui.add(
+            egui::Label::new(
+                egui::RichText::new(
+                    "Providers that follow RFC 8252 accept a registered loopback redirect with \
+                     any port. Some want the address form listed as well; one that insists on \
+                     an exact port cannot be used",
+                )
+                .weak(),
+            )
+            .wrap(),
+        );
     });
 }

@@ -7,13 +7,16 @@
 
 use std::time::{Duration, Instant};
 
+use time::OffsetDateTime;
+
 use crate::diagnose::Diagnosis;
 use crate::gui::icons::{self, Icon};
 use crate::gui::tasks::{Attempt, CancelHandle};
+use crate::gui::wizard::registration::LOOPBACK_REDIRECT;
 use crate::gui::{diagnosis, form, theme};
 use crate::oauth::TokenSet;
-use crate::provider::MICROSOFT_REGISTERED_REDIRECT;
-use crate::store::Identities;
+use crate::provider::{MICROSOFT_REGISTERED_REDIRECT, ProviderKind};
+use crate::store::{Identities, Secrets};
 
 /// How long the sign-in waits for the browser before giving up.
 pub const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -53,9 +56,60 @@ pub struct SignedIn {
     pub account: Option<String>,
     /// The operator said the signed-in account may use the (different) mailbox.
     pub shared_mailbox_confirmed: bool,
+    /// When the refresh token in `tokens` was issued and last redeemed.
+    pub record: RefreshRecord,
+}
+
+/// When the refresh token the wizard holds was issued and last redeemed: what Save writes
+/// next to it. The Verify step's refresh runs before Save, so Save must not write the tokens
+/// down as an unused fresh sign-in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub issued_at: Option<OffsetDateTime>,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+impl RefreshRecord {
+    /// Tokens straight from a browser sign-in: issued then, never redeemed.
+    pub fn signed_in(tokens: &TokenSet) -> RefreshRecord {
+        RefreshRecord { issued_at: Some(tokens.obtained_at), last_used_at: None }
+    }
+
+    /// Tokens as the store keeps them.
+    pub fn stored(secrets: &Secrets) -> RefreshRecord {
+        RefreshRecord {
+            issued_at: secrets.refresh_token_issued_at,
+            last_used_at: secrets.refresh_token_last_used_at,
+        }
+    }
+
+    /// After a successful refresh at `at`; a rotated refresh token was issued then.
+    pub fn after_refresh(self, at: OffsetDateTime, rotated: bool) -> RefreshRecord {
+        RefreshRecord {
+            issued_at: if rotated { Some(at) } else { self.issued_at },
+            last_used_at: Some(at),
+        }
+    }
+
+    /// Writes these facts into `secrets` built from the same tokens.
+    pub fn apply_to(&self, secrets: &mut Secrets) {
+        if !secrets.has_refresh_token() {
+            return;
+        }
+        if let Some(issued_at) = self.issued_at {
+            secrets.refresh_token_issued_at = Some(issued_at);
+        }
+        secrets.refresh_token_last_used_at = self.last_used_at;
+    }
 }
 
 impl SignedIn {
+    /// A fresh browser sign-in, the account question not yet answered.
+    pub fn new(tokens: TokenSet, account: Option<String>) -> SignedIn {
+        let record = RefreshRecord::signed_in(&tokens);
+        SignedIn { tokens, account, shared_mailbox_confirmed: false, record }
+    }
+
     /// True when the signed-in account is a different one than the mailbox.
     pub fn account_differs(&self, mailbox: &str) -> bool {
         self.account.as_deref().is_some_and(|a| !a.trim().eq_ignore_ascii_case(mailbox.trim()))
@@ -97,11 +151,12 @@ impl SignInStep {
         }
     }
 
-    /// Draws the step; `available` is false while the sign-in code cannot run.
+    /// Draws the step for `provider`; `available` is false while the sign-in code cannot run.
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
         mailbox: &str,
+        provider: ProviderKind,
         available: bool,
     ) -> Option<SignInAction> {
         let mut action = None;
@@ -133,8 +188,8 @@ impl SignInStep {
             SignInState::Waiting {
                 authorize_url, redirect_uri, started, browser_problem, ..
             } => {
-                action =
-                    waiting_ui(ui, mailbox, authorize_url, redirect_uri, *started, browser_problem);
+                let waiting = Waiting { authorize_url, redirect_uri, started: *started };
+                action = waiting_ui(ui, mailbox, provider, &waiting, browser_problem);
             }
             SignInState::Cancelling { .. } => {
                 ui.label("Cancelling…");
@@ -147,14 +202,21 @@ impl SignInStep {
     }
 }
 
+/// The pending sign-in as the waiting screen shows it.
+struct Waiting<'a> {
+    authorize_url: &'a str,
+    redirect_uri: &'a str,
+    started: Instant,
+}
+
 fn waiting_ui(
     ui: &mut egui::Ui,
     mailbox: &str,
-    authorize_url: &str,
-    redirect_uri: &str,
-    started: Instant,
+    provider: ProviderKind,
+    waiting: &Waiting<'_>,
     browser_problem: &Option<String>,
 ) -> Option<SignInAction> {
+    let Waiting { authorize_url, redirect_uri, started } = *waiting;
     let elapsed = started.elapsed();
     // The only timer in the wizard: redraw the clock once a second while this is on screen.
     ui.ctx().request_repaint_after(Duration::from_secs(1));
@@ -190,18 +252,41 @@ fn waiting_ui(
         ui.label("Redirect URI in use:");
         ui.monospace(redirect_uri);
     });
-    ui.label(format!(
-        "It must be registered as {MICROSOFT_REGISTERED_REDIRECT} under \"Mobile and desktop \
-         applications\" in the app registration"
-    ));
-    ui.weak(
-        "If nothing happens after you sign in, look at the browser: an error there (such as \
-         AADSTS50011, a redirect URI mismatch) or a page asking for admin approval means the \
-         app registration needs fixing. Another program's client ID will not work",
-    );
+    redirect_help_ui(ui, provider);
 
     ui.add_space(8.0);
     if ui.button("Cancel").clicked() { Some(SignInAction::Cancel) } else { None }
+}
+
+/// Where the redirect URI must be registered, and what a browser error means, in the words of
+/// the provider in use.
+fn redirect_help_ui(ui: &mut egui::Ui, provider: ProviderKind) {
+    match provider {
+        ProviderKind::Microsoft365 => {
+            ui.label(format!(
+                "It must be registered as {MICROSOFT_REGISTERED_REDIRECT} under \"Mobile and \
+                 desktop applications\" in the app registration"
+            ));
+            ui.weak(
+                "If nothing happens after you sign in, look at the browser: an error there (such \
+                 as AADSTS50011, a redirect URI mismatch) or a page asking for admin approval \
+                 means the app registration needs fixing. Another program's client ID will not \
+                 work",
+            );
+        }
+        ProviderKind::Custom => {
+            ui.label(format!(
+                "The provider must accept it: register {LOOPBACK_REDIRECT} (any port, a \
+                 loopback redirect) for this client ID"
+            ));
+            ui.weak(
+                "If nothing happens after you sign in, look at the browser: an error there (such \
+                 as a redirect URI mismatch) or a page asking for an administrator's approval \
+                 means the client's registration at the provider needs fixing. Another \
+                 program's client ID will not work",
+            );
+        }
+    }
 }
 
 fn signed_in_ui(
