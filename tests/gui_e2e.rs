@@ -287,7 +287,7 @@ fn wizard_through_real_servers_in_child_process() {
     click(&mut harness, "Status");
     assert_eq!(harness.state().view(), View::Status);
     harness.get_by_label_contains("Last recorded checks,");
-    harness.get_by_label_contains(" UTC)"); // "valid for m:ss (until HH:MM UTC)"
+    harness.get_by_label_contains(" UTC)"); // "valid for N min (until HH:MM UTC)"
     assert!(harness.query_by_label("not yet: only the sign-in so far").is_none());
     // Issued and last redeemed: both by the Verify step's refresh, minutes ago.
     let recent = harness.query_all_by_label_contains("(within the hour)").count();

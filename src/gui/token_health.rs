@@ -80,7 +80,8 @@ fn health_line_ui(ui: &mut egui::Ui, forecast: &TokenForecast) {
     }
 }
 
-/// The access token's expiry, counting down once a second while it lies ahead.
+/// The access token's expiry, counting down while it lies ahead: by the minute, and by the
+/// second in its last ten minutes.
 fn access_ui(ui: &mut egui::Ui, expires_at: Option<OffsetDateTime>, now: OffsetDateTime) {
     let Some(expires_at) = expires_at else {
         ui.label("none stored");
@@ -89,9 +90,11 @@ fn access_ui(ui: &mut egui::Ui, expires_at: Option<OffsetDateTime>, now: OffsetD
     let left = expires_at - now;
     if left.is_positive() {
         let secs = left.whole_seconds().unsigned_abs();
-        ui.label(format!("valid for {} (until {})", countdown(secs), hhmm(expires_at)));
-        // The status view's only timer: once a second while the countdown is drawn.
-        ui.ctx().request_repaint_after(Duration::from_secs(1));
+        let (text, next_change) = countdown_with_next_change(secs);
+        ui.label(format!("valid for {text} (until {})", hhmm(expires_at)));
+        // The status view's only timer: the next time the text changes, so an open window
+        // repaints once a minute for most of the token's life, once a second near its end.
+        ui.ctx().request_repaint_after(next_change);
     } else {
         ui.label(format!(
             "expired {}; the next use gets a new one with the refresh token",
@@ -151,6 +154,23 @@ fn finding_ui(ui: &mut egui::Ui, finding: &Finding) {
     });
 }
 
+/// What the countdown shows for `secs` left, and how long until that text changes.
+pub fn countdown_with_next_change(secs: u64) -> (String, Duration) {
+    if secs <= BY_THE_SECOND {
+        return (countdown(secs), Duration::from_secs(1));
+    }
+    let minutes = secs.div_ceil(60);
+    // The shown minutes drop when `secs` reaches the next multiple of 60.
+    let wait = match secs % 60 {
+        0 => 60,
+        part => part,
+    };
+    (format!("{minutes} min"), Duration::from_secs(wait))
+}
+
+/// Below this many seconds the countdown shows seconds.
+const BY_THE_SECOND: u64 = 600;
+
 /// `h:mm:ss` or `m:ss`.
 pub fn countdown(secs: u64) -> String {
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
@@ -186,6 +206,21 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+
+    #[test]
+    fn countdown_ticks_by_the_minute_until_its_last_ten_minutes() {
+        assert_eq!(
+            countdown_with_next_change(3599),
+            ("60 min".to_owned(), Duration::from_secs(59))
+        );
+        assert_eq!(
+            countdown_with_next_change(3540),
+            ("59 min".to_owned(), Duration::from_secs(60))
+        );
+        assert_eq!(countdown_with_next_change(601), ("11 min".to_owned(), Duration::from_secs(1)));
+        assert_eq!(countdown_with_next_change(600), ("10:00".to_owned(), Duration::from_secs(1)));
+        assert_eq!(countdown_with_next_change(59), ("0:59".to_owned(), Duration::from_secs(1)));
+    }
 
     #[test]
     fn countdown_shows_hours_only_when_needed() {
