@@ -4,8 +4,8 @@
 //! Invariants: nothing here talks to the network or formats a library error itself. Network
 //! work runs on named worker threads ([`tasks`]) that report through a channel and wake the
 //! window; operator text for failures comes from [`crate::diagnose`]. The window only repaints
-//! on input, on a worker's report, or once a second while a countdown is on screen, so an
-//! idle window uses no CPU.
+//! on input, on a worker's report, or when a countdown on screen changes its text (at most once
+//! a second), so an idle window uses no CPU.
 
 mod app;
 mod backups;

@@ -3,8 +3,8 @@
 //! out, the numbered backups with restore, and the support bundle.
 //!
 //! The forecast is made for the moment each frame is drawn, from the saved settings and
-//! secrets; the only timer is the access-token countdown ([`token_health`]), once a second
-//! while it runs. Buttons that change the stored setup ask first and run on worker threads.
+//! secrets; the only timer is the access-token countdown ([`token_health`]), at most once a
+//! second while it runs. Buttons that change the stored setup ask first and run on worker threads.
 
 use std::path::Path;
 

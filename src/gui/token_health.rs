@@ -3,8 +3,9 @@
 //! finding of the forecast with what to do, in the warning or error colour and in words.
 //!
 //! The rules and dates come from [`crate::forecast::forecast`]; this module only lays them
-//! out. The access-token countdown asks for a repaint once a second while that token is still
-//! valid and drawn; nothing else here asks for one, so an idle window stays idle.
+//! out. The access-token countdown asks for a repaint when its text next changes (once a
+//! minute, once a second in its last ten minutes) while that token is still valid and drawn;
+//! nothing else here asks for one, so an idle window stays idle.
 
 use std::time::Duration;
 
