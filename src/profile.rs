@@ -417,9 +417,20 @@ fn check_client_id(text: &str, microsoft: bool) -> Result<String, String> {
         ));
     }
     if text.starts_with("http://") || text.starts_with("https://") {
-        return Err("This is a URL. Enter only the Application (client) ID, a GUID".to_owned());
+        return Err(format!("This is a URL. Enter only {source}"));
     }
-    normalise_guid(text).ok_or_else(|| guid_shape_hint(text.trim_matches(['{', '}'])))
+    if microsoft {
+        return normalise_guid(text).ok_or_else(|| guid_shape_hint(text.trim_matches(['{', '}'])));
+    }
+    // Other providers shape their IDs freely (Google: `…apps.googleusercontent.com`); a GUID
+    // is still tidied, anything else only needs to be one word of visible characters.
+    if let Some(guid) = normalise_guid(text) {
+        return Ok(guid);
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("A client ID has no spaces or line breaks. Copy {source} again"));
+    }
+    Ok(text.to_owned())
 }
 
 /// Tenants Entra accepts by name rather than by ID.
@@ -845,6 +856,18 @@ mod tests {
         let mixed = "https://outlook.office.com/SMTP.Send User.Read offline_access";
         assert!(check_scopes(mixed).value.unwrap_err().contains("AADSTS28000"));
         assert_eq!(check_scopes("https://outlook.office.com/SMTP.Send").warnings.len(), 1);
+    }
+
+    #[test]
+    fn custom_providers_take_client_ids_of_their_own_shape() {
+        let google = "000000000000-example0000000000000000000000.apps.googleusercontent.com";
+        assert_eq!(check_client_id(google, false), Ok(google.to_owned()));
+        assert_eq!(
+            check_client_id("{00000000-0000-0000-0000-00000000000A}", false),
+            Ok("00000000-0000-0000-0000-00000000000a".to_owned())
+        );
+        assert!(check_client_id("two words", false).expect_err("space").contains("no spaces"));
+        assert!(check_client_id(google, true).is_err(), "Microsoft IDs are GUIDs");
     }
 
     #[test]
