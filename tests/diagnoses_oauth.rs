@@ -874,3 +874,65 @@ fn f14_a_plain_http_token_url_on_a_custom_port_timing_out_names_that_port() {
     assert!(!d.fix.contains("443"), "{}", d.fix);
     assert!(!d.fix.contains("HTTPS ("), "{}", d.fix);
 }
+
+// --- Every AADSTS code the issue lists, through a real token endpoint answer -----------------
+
+/// Each Entra error code the issue names, answered by a scripted token endpoint exactly as Entra
+/// shapes its error body, redeemed through the real token client and diagnosed: the id, and a
+/// fix that names the remedy.
+#[test]
+fn every_listed_aadsts_code_at_the_token_endpoint_gets_its_diagnosis_and_remedy() {
+    use mailgrant::diagnose::oauth as ids;
+
+    let cases: [(u32, &str, &str, &str); 21] = [
+        (50011, "invalid_request", ids::REDIRECT_URI_MISMATCH, "Mobile and desktop applications"),
+        (500113, "invalid_request", ids::REDIRECT_URI_MISMATCH, "http://localhost"),
+        (900971, "invalid_request", ids::REDIRECT_URI_MISMATCH, "http://localhost"),
+        (700016, "unauthorized_client", ids::APP_NOT_FOUND_IN_TENANT, "Overview page"),
+        (90002, "invalid_request", ids::TENANT_NOT_FOUND, "Directory (tenant) ID"),
+        (7000218, "invalid_client", ids::CLIENT_SECRET_REQUIRED, "Mobile and desktop"),
+        (7000215, "invalid_client", ids::CLIENT_SECRET_INVALID, "not the Secret ID"),
+        (7000222, "invalid_client", ids::CLIENT_SECRET_EXPIRED, "client secret"),
+        (65001, "invalid_grant", ids::ADMIN_CONSENT_REQUIRED, "Grant admin consent"),
+        (90094, "invalid_grant", ids::ADMIN_CONSENT_REQUIRED, "Grant admin consent"),
+        (50076, "invalid_grant", ids::MFA_REQUIRED, "complete the check"),
+        (53003, "invalid_grant", ids::CONDITIONAL_ACCESS_BLOCKED, "Sign-in logs"),
+        (50158, "invalid_grant", ids::MFA_REQUIRED, "complete the check"),
+        (70043, "invalid_grant", ids::REFRESH_TOKEN_EXPIRED, "Sign in again"),
+        (50173, "invalid_grant", ids::REFRESH_TOKEN_EXPIRED, "Sign in again"),
+        (700082, "invalid_grant", ids::REFRESH_TOKEN_EXPIRED, "Sign in again"),
+        (70008, "invalid_grant", ids::REFRESH_TOKEN_EXPIRED, "Sign in again"),
+        (70011, "invalid_scope", ids::INVALID_SCOPE, "offline_access"),
+        (50020, "invalid_grant", ids::ACCOUNT_FROM_OTHER_TENANT, "account picker"),
+        (501481, "invalid_grant", ids::CODE_VERIFIER_MISMATCH, "start the sign-in again"),
+        (54005, "invalid_grant", ids::CODE_ALREADY_REDEEMED, "Start the sign-in again"),
+    ];
+    let trust = system_trust();
+    for (code, error, id, remedy) in cases {
+        let body = serde_json::json!({
+            "error": error,
+            "error_description": format!(
+                "AADSTS{code}: the words Entra uses here. Trace ID: \
+                 00000000-0000-0000-0000-000000000000 Correlation ID: \
+                 00000000-0000-0000-0000-000000000000 Timestamp: 2026-12-04 10:00:00Z"
+            ),
+            "error_codes": [code],
+            "timestamp": "2026-12-04 10:00:00Z",
+            "trace_id": "00000000-0000-0000-0000-000000000000",
+            "correlation_id": "00000000-0000-0000-0000-000000000000",
+        })
+        .to_string();
+        let server = Scripted::start(vec![json("400 Bad Request", &body)]);
+        let profile = outlook(&format!("{}/token", server.base));
+        let failure = refresh(&profile, &trust);
+        let d = diagnose::oauth::token(&failure, &profile);
+        assert_eq!(d.id, id, "AADSTS{code}: {d:?}");
+        assert!(
+            d.fix.to_lowercase().contains(&remedy.to_lowercase()),
+            "AADSTS{code}: the fix does not name {remedy:?}: {}",
+            d.fix
+        );
+        assert_eq!(server.requests().len(), 1, "AADSTS{code}: asked once");
+        assert_no_secret(&visible_token(&failure, &d), &[REFRESH_TOKEN, CLIENT_SECRET]);
+    }
+}

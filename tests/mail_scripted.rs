@@ -1628,3 +1628,45 @@ fn f3_imap_flood_of_untagged_lines_during_select_is_a_reply_too_long() {
     assert_eq!(d.id, "net-reply-too-long");
     assert!(d.summary.contains("IMAP select"), "{}", d.summary);
 }
+
+/// Exchange Online's other two refusals after AUTH: 530 5.7.57 at MAIL FROM (the session is
+/// not treated as authenticated) and 550 5.7.60 (the From address may not be sent as).
+#[test]
+fn smtp_530_5_7_57_and_550_5_7_60_after_auth_are_named_with_their_remedy() {
+    let pki = TestPki::new("mailgrant test CA");
+    let token = long_token();
+    let cases = [
+        (
+            "530 5.7.57 Client not authenticated to send mail. Error: 535 5.7.139 \
+             Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.",
+            "smtp-not-authenticated",
+            "smtp.office365.com, port 587, STARTTLS",
+        ),
+        (
+            "550 5.7.60 SMTP; Client does not have permissions to send as this sender",
+            "smtp-send-as-denied",
+            "Add-RecipientPermission",
+        ),
+    ];
+    for (reply, id, remedy) in cases {
+        let server = Server::start(&pki, Security::StartTls, move |peer| {
+            smtp_up_to_auth(peer, true, "AUTH LOGIN XOAUTH2");
+            smtp_two_step(peer);
+            peer.send("235 2.7.0 Authentication successful");
+            peer.expect("MAIL FROM:");
+            peer.send(reply);
+            if peer.recv().is_some() {
+                peer.send("221 2.0.0 Service closing transmission channel");
+            }
+        });
+        let message = message(MAILBOX, MAILBOX);
+        let result =
+            send_test_message(&server.endpoint, &pki.trust(), MAILBOX, &token, &message, TIMEOUT);
+        let error = result.expect_err("refused at MAIL FROM");
+        assert_eq!(error.phase(), Some(SmtpPhase::MailFrom), "{reply}");
+        let d = check_smtp_error(&error, &context(MAILBOX), &token);
+        assert_eq!(d.id, id, "{reply}");
+        assert!(d.fix.contains(remedy), "{reply}: {}", d.fix);
+        assert!(d.summary.contains("not sent"), "{}", d.summary);
+    }
+}
