@@ -340,14 +340,22 @@ fn timed_out(profile: &Profile, redirect_uri: &str, waited: Duration) -> Diagnos
             profile.client_id.as_str()
         )
     };
+    // Entra names this mismatch AADSTS50011 on its page; other providers word it their way.
+    let mismatch = if is_microsoft(profile) {
+        "a redirect URI that is not registered for this app (AADSTS50011)"
+    } else {
+        "a redirect URI that is not registered for this client (\"redirect_uri_mismatch\" or \
+         similar)"
+    };
     Diagnosis::new(
         SIGN_IN_TIMEOUT,
         format!("No answer came back from the browser within {waited}"),
-        "Most often the sign-in page showed an error instead of sending the browser back: a \
-         redirect URI that is not registered for this app (AADSTS50011). Other reasons: a \
-         consent or approval page was left open, the browser tab was closed, or the client ID \
-         belongs to another program (Thunderbird, Evolution, a sample app) whose registration \
-         does not list mailgrant's redirect URI",
+        format!(
+            "Most often the sign-in page showed an error instead of sending the browser back: \
+             {mismatch}. Other reasons: a consent or approval page was left open, the browser \
+             tab was closed, or the client ID belongs to another program (Thunderbird, \
+             Evolution, a sample app) whose registration does not list mailgrant's redirect URI"
+        ),
         format!(
             "Look at the browser tab for an error message. {register}. Use your own app \
              registration, not another program's client ID. Then sign in again; if the browser \
@@ -1128,6 +1136,31 @@ mod tests {
             assert!(d.fix.to_lowercase().contains(&fix.to_lowercase()), "AADSTS{code}: {}", d.fix);
             assert!(IDS.contains(&d.id));
         }
+    }
+
+    #[test]
+    fn a_sign_in_timeout_with_another_provider_speaks_its_language() {
+        let form = ProfileForm {
+            provider: ProviderKind::Custom,
+            client_id: "mailgrant-alarms".into(),
+            authorize_url: "https://sso.example.com/authorize".into(),
+            token_url: "https://sso.example.com/token".into(),
+            scopes: "mail offline_access".into(),
+            mailbox: "alarms@example.com".into(),
+            smtp_host: "smtp.example.com".into(),
+            imap_host: "imap.example.com".into(),
+            ..ProfileForm::for_provider(ProviderKind::Custom)
+        };
+        let custom = form.validate().expect("valid").0;
+        let e = SignInError::TimedOut {
+            redirect_uri: "http://localhost:53682/".into(),
+            waited: Duration::from_secs(300),
+        };
+        let d = sign_in(&e, &custom);
+        assert!(!d.cause.contains("AADSTS"), "{}", d.cause);
+        assert!(d.cause.contains("redirect_uri_mismatch"), "{}", d.cause);
+        assert!(!d.fix.contains("Mobile and desktop"), "{}", d.fix);
+        assert!(d.fix.contains("http://localhost:53682/"), "{}", d.fix);
     }
 
     #[test]
