@@ -404,6 +404,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_unknown_table_is_named_once_at_its_header() {
+        let profile = microsoft_profile();
+        let config =
+            ServiceConfig::from_profile(&profile, &Identities::for_profile(&profile, None));
+        let text = format!("{}\n[proxy]\nurl = \"x\"\n", toml::to_string(&config).expect("toml"));
+        let problem = parse(&text).expect_err("unknown").parse_problem().cloned().expect("parse");
+        assert_eq!(problem.kind, ParseProblemKind::UnknownKey);
+        assert_eq!(problem.key.as_deref(), Some("proxy"));
+        let header = text.lines().position(|l| l == "[proxy]").map(|i| i + 1);
+        assert_eq!((problem.line, problem.column), (header, Some(1)));
+    }
+
+    #[test]
     fn a_missing_key_is_named_with_its_table() {
         let profile = microsoft_profile();
         let config =

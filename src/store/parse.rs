@@ -80,14 +80,23 @@ fn problem(
     });
 
     let offset = error.span().map(|span| span.start);
+    // An unknown table is reported on its `[name]` header: the key is the table itself, and
+    // the place is where the header starts.
+    let on_header = offset.is_some_and(|o| {
+        let line_start =
+            text[..floor_char_boundary(text, o.min(text.len()))].rfind('\n').map_or(0, |i| i + 1);
+        text[line_start..].trim_start().starts_with('[')
+    });
     let (line, column) = match offset {
         Some(offset) => {
             let (line, column) = line_column(text, offset);
+            let column = if on_header { 1 } else { column };
             (Some(line), Some(column))
         }
         None => (None, None),
     };
     let key = match (kind, offset) {
+        (ParseProblemKind::UnknownKey, _) if on_header => named,
         (ParseProblemKind::MissingKey | ParseProblemKind::UnknownKey, offset) => {
             let table = offset.and_then(|o| table_at(text, o));
             named.map(|name| join_key(table.as_deref(), &name))
