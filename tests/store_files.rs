@@ -656,3 +656,15 @@ fn an_unusable_extra_ca_file_is_a_config_problem_naming_the_setting() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("extra_ca_file (line 2): There is no file at that path"), "{stderr}");
 }
+
+#[test]
+fn a_huge_file_at_the_config_path_is_refused_without_reading_it_all() {
+    let (_dir, paths) = setup();
+    fs::write(&paths.config, vec![b'#'; 3 * 1024 * 1024]).expect("big");
+    let error = store::load_config(&paths).expect_err("too large");
+    let d = diagnose::config::store(&error);
+    assert_eq!(d.id, "config-unreadable");
+    assert!(d.cause.contains("larger than 1 MiB"), "{}", d.cause);
+    assert!(d.fix.contains("--config"), "{}", d.fix);
+    assert_eq!(fs::metadata(&paths.config).expect("kept").len(), 3 * 1024 * 1024, "untouched");
+}

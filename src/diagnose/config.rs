@@ -363,6 +363,13 @@ fn unreadable(role: FileRole, path: &std::path::Path, source: &io::Error) -> Dia
             "The path is a folder, not a file".to_owned(),
             "Point --config at the .toml file itself".to_owned(),
         ),
+        io::ErrorKind::FileTooLarge => (
+            "It is larger than 1 MiB, far more than any mailgrant config: it is another file"
+                .to_owned(),
+            "Point --config at the mailgrant .toml file, or restore a backup from the backups \
+             folder"
+                .to_owned(),
+        ),
         _ => (
             format!("The system reported: {source}"),
             "Check the file and its folder, then try again".to_owned(),

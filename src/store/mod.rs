@@ -514,8 +514,24 @@ fn refuse_unless(options: SaveOptions, error: StoreError) -> Result<(), StoreErr
     }
 }
 
+/// A config is a few KB; anything past this is another file, read no further.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 fn read_config_text(path: &Path) -> Result<String, StoreError> {
-    match std::fs::read(path) {
+    use std::io::Read as _;
+
+    let read = std::fs::File::open(path).and_then(|file| {
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "larger than 1 MiB, far more than any mailgrant config",
+            ));
+        }
+        Ok(bytes)
+    });
+    match read {
         Ok(bytes) => String::from_utf8(bytes).map_err(|e| StoreError::Unreadable {
             role: FileRole::Config,
             path: path.to_path_buf(),
