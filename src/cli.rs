@@ -463,17 +463,9 @@ fn restore(paths: &ConfigPaths, backup: Option<u32>, yes: bool) -> Result<ExitCo
     };
 
     let Some(info) = backups.iter().find(|b| b.backup.number == number) else {
-        let known: Vec<String> = backups.iter().map(|b| b.backup.number.to_string()).collect();
-        return Err(Failure::failed(Diagnosis::new(
-            "backup-not-found",
-            format!("There is no backup number {number}"),
-            format!(
-                "The backups kept are: {}",
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-            ),
-            "List them with mailgrant restore --list and pick one of those numbers",
-            diagnose::Retry::Permanent,
-        )));
+        let kept = backups.iter().map(|b| b.backup.number).collect();
+        let error = StoreError::BackupNotFound { number, kept };
+        return Err(Failure::failed(diagnose::config::store(&error)));
     };
     let question =
         format!("Restore {}? The current files are kept as a new backup.", describe_backup(info));

@@ -668,3 +668,22 @@ fn a_huge_file_at_the_config_path_is_refused_without_reading_it_all() {
     assert!(d.fix.contains("--config"), "{}", d.fix);
     assert_eq!(fs::metadata(&paths.config).expect("kept").len(), 3 * 1024 * 1024, "untouched");
 }
+
+#[test]
+fn a_missing_backup_number_and_invalid_settings_have_their_own_diagnoses() {
+    let (_dir, paths) = setup();
+    store::save(&paths, &config(), &secrets()).expect("saved");
+
+    let error = store::restore_backup(&paths, 99).expect_err("no backup 99");
+    let d = diagnose::config::store(&error);
+    assert_eq!(d.id, "backup-not-found", "{d:?}");
+    assert!(d.to_text().contains("99"), "{}", d.to_text());
+
+    let mut invalid = config();
+    invalid.smtp.port = 0;
+    let error = invalid.to_profile(&secrets()).expect_err("port 0").in_config_file(&paths.config);
+    let d = diagnose::config::store(&error);
+    assert_eq!(d.id, "config-invalid-settings");
+    assert!(d.summary.contains(&paths.config.display().to_string()), "{}", d.summary);
+    assert!(d.cause.contains("smtp.port"), "{}", d.cause);
+}

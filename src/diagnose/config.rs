@@ -47,6 +47,20 @@ pub fn store(error: &StoreError) -> Diagnosis {
              an older backup from the backups folder",
             Retry::Permanent,
         ),
+        StoreError::BackupNotFound { number, kept } => Diagnosis::new(
+            "backup-not-found",
+            format!("There is no backup number {number}"),
+            if kept.is_empty() {
+                "No backups are kept yet: the first one is taken when a saved setup is replaced"
+                    .to_owned()
+            } else {
+                let kept: Vec<String> = kept.iter().map(u32::to_string).collect();
+                format!("The backups kept are: {}", kept.join(", "))
+            },
+            "List them with mailgrant restore --list (or in the status view) and pick one of \
+             those numbers",
+            Retry::Permanent,
+        ),
         StoreError::SecretsPermissionsTooOpen { path, mode } => Diagnosis::new(
             "secrets-permissions-too-open",
             format!("Refused to use {}: other users can read it", path.display()),

@@ -171,6 +171,10 @@ pub enum StoreError {
     )]
     LockFolderNotWritable(Box<LockFolderProblem>),
 
+    /// `restore` was asked for a backup number that is not kept.
+    #[error("there is no backup number {number} (kept: {kept:?})")]
+    BackupNotFound { number: u32, kept: Vec<u32> },
+
     /// Another process held the lock for the whole of a bounded wait.
     #[error(
         "the lock {} stayed held by {} for {} s",

@@ -456,9 +456,9 @@ pub fn restore_backup(paths: &ConfigPaths, number: u32) -> Result<Saved, StoreEr
         path: paths.backups.clone(),
         source,
     })?;
+    let kept: Vec<u32> = backups.iter().map(|b| b.number).collect();
     let Some(chosen) = backups.into_iter().find(|b| b.number == number) else {
-        let path = paths.backups.join(format!("{}.{number}", paths.stem()));
-        return Err(StoreError::Missing { role: FileRole::Config, path });
+        return Err(StoreError::BackupNotFound { number, kept });
     };
 
     let config = match &chosen.config {
@@ -625,7 +625,7 @@ mod tests {
         assert_eq!(Some(newest.backup.number), saved.backup);
 
         let missing = restore_backup(&paths, 99).expect_err("no such backup");
-        assert!(matches!(missing, StoreError::Missing { .. }), "{missing:?}");
+        assert!(matches!(missing, StoreError::BackupNotFound { number: 99, .. }), "{missing:?}");
     }
 
     #[cfg(not(windows))]
