@@ -37,3 +37,10 @@ step "Windows cross-check (cargo check and clippy --lib for x86_64-pc-windows-gn
 
 step "cargo test (unit, GUI and end-to-end on real servers)"
 cargo test --all-targets --locked -- --test-threads 2
+
+# The lifecycle proofs once more with their output shown, so the run's log carries the figures
+# (processes x rounds, failures, lost tokens; SIGKILL rounds and torn files).
+step "token lifecycle figures (contention and kill-during-save)"
+cargo test --locked --test token_contention --test kill_during_save -- --nocapture \
+  --test-threads 1 2>&1 | grep -E 'contention \(|kill during save:|retry:|test result'
+
