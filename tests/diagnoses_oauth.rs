@@ -4,8 +4,10 @@
 //! test asserts the diagnosis id, that the fix names the remedy, and that no code, token or
 //! secret of the scenario reaches any text the operator or a log could see.
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use mailgrant::trust::Trust;
 use mailgrant::verify::{self, CheckId, Outcome, VerifyInput};
 use oauth2::{AccessToken, ClientSecret, RefreshToken};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use support::loopback::get;
 
 const CLIENT_ID: &str = "00000000-0000-0000-0000-000000000001";
 const CLIENT_SECRET: &str = "cs~Diagnoses.Secret_0123456789";
@@ -172,19 +175,6 @@ fn assert_no_secret(text: &str, secrets: &[&str]) {
 }
 
 // --- The browser's callback --------------------------------------------------------------------
-
-/// A plain HTTP GET over TCP, as a browser following the redirect sends it.
-fn get(address: SocketAddr, target: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("connect to the loopback listener");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(stream, "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status =
-        response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    (status, response)
-}
 
 struct Callback {
     outcome: Result<TokenSet, SignInError>,

@@ -11,8 +11,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +28,7 @@ use mailgrant::store::{self, ConfigPaths, Identities, Secrets, ServiceConfig};
 use mailgrant::trust::Trust;
 use oauth2::{ClientSecret, RefreshToken};
 use support::MailFixture;
+use support::loopback::{browser_get, port_released};
 
 /// A confidential client registered on the IdP by the tests that need one.
 const CONFIDENTIAL_ID: &str = "11111111-1111-1111-1111-111111111111";
@@ -187,19 +187,6 @@ fn browse(fx: &MailFixture, url: &str) -> String {
     dom
 }
 
-/// One HTTP GET over real TCP (what a browser sends); returns the status and the whole answer.
-fn raw_get(address: SocketAddr, target: &str, host: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    write!(stream, "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-        .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status =
-        response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    (status, response)
-}
-
 fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
     let head = response.split("\r\n\r\n").next()?;
     head.lines().find_map(|line| {
@@ -210,20 +197,6 @@ fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
 
 fn idp_address(fx: &MailFixture) -> SocketAddr {
     fx.idp_url.trim_start_matches("http://").parse().expect("IdP address")
-}
-
-/// The listener's sockets close on helper threads right after the wait ends.
-fn port_released(address: SocketAddr) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if TcpListener::bind(address).is_ok() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Everything an operator, a log or a support bundle could see of a sign-in failure.
@@ -345,7 +318,7 @@ fn br_01_redirect_uri_is_the_registered_localhost_form() {
          redirect_uri=http%3A%2F%2F127.0.0.1%3A53682%2F&scope=openid&state=contrast",
         fx.client_id
     );
-    let (status, page) = raw_get(idp_address(&fx), &literal, "127.0.0.1");
+    let (status, page) = browser_get(idp_address(&fx), &literal, "127.0.0.1");
     assert_eq!(status, 400);
     assert!(header(&page, "Location").is_none());
     assert!(page.contains("AADSTS50011: The redirect URI 'http://127.0.0.1:53682/'"), "{page}");
@@ -414,7 +387,7 @@ fn br_01_listener_answers_on_ipv4_and_ipv6() {
         let url = url::Url::parse(pending.authorize_url()).expect("url");
         let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
         let waiter = thread::spawn(move || pending.wait(&client, Duration::from_secs(30)));
-        let (status, answer) = raw_get(idp_address(&fx), &target, "127.0.0.1");
+        let (status, answer) = browser_get(idp_address(&fx), &target, "127.0.0.1");
         assert_eq!(status, 302, "{answer}");
         let location = header(&answer, "Location").expect("redirect").to_owned();
         assert!(location.starts_with(&format!("http://localhost:{port}/?")), "redirect form");
@@ -425,7 +398,7 @@ fn br_01_listener_answers_on_ipv4_and_ipv6() {
             .copied()
             .find(|a| a.ip().to_string() == family)
             .expect("listening on this family");
-        let (status, page) = raw_get(address, callback, &format!("localhost:{port}"));
+        let (status, page) = browser_get(address, callback, &format!("localhost:{port}"));
         assert_eq!(status, 200, "{family}");
         assert!(page.contains("Signed in as <strong>alarms@example.com</strong>"), "{page}");
 
@@ -551,13 +524,13 @@ fn br_03_single_tenant_app_on_common_endpoint() {
     let waiter = thread::spawn(move || pending.wait(&client, Duration::from_secs(30)));
 
     // The state is checked first: the same error with a foreign state is not trusted.
-    let (status, page) = raw_get(v4, &format!("/?{BR03_QUERY}&state=not-{state}"), "localhost");
+    let (status, page) = browser_get(v4, &format!("/?{BR03_QUERY}&state=not-{state}"), "localhost");
     assert_eq!(status, 400);
     assert!(page.contains("from another attempt"), "{page}");
     assert!(!page.contains("one organization"), "the foreign error was not believed");
     assert!(!waiter.is_finished(), "a foreign state must not end the wait");
 
-    let (status, page) = raw_get(v4, &format!("/?{BR03_QUERY}&state={state}"), "localhost");
+    let (status, page) = browser_get(v4, &format!("/?{BR03_QUERY}&state={state}"), "localhost");
     assert_eq!(status, 200);
     assert!(page.contains("This app registration only accepts accounts from one organization"));
     assert!(page.contains("the Directory (tenant) ID must replace common"), "{page}");

@@ -3,8 +3,9 @@
 //! on 127.0.0.1 answering with the field cases' bodies (BR-03, BR-09, BR-11, BR-13, BR-17).
 //! Nothing here leaves this machine.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use mailgrant::profile::{Profile, ProfileForm};
 use mailgrant::provider::ProviderKind;
 use mailgrant::trust::Trust;
 use oauth2::RefreshToken;
+use support::loopback::{get, port_released};
 
 const CLIENT_SECRET: &str = "cs~Secret.Value_0123456789";
 const CODE: &str = "M.C509_code-value.0.U.-abcdefghijklmnop";
@@ -118,19 +120,6 @@ fn unsigned_jwt(payload: &str) -> String {
     use base64::Engine;
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     format!("{}.{}.c2ln", engine.encode(r#"{"alg":"none"}"#), engine.encode(payload))
-}
-
-/// A plain HTTP GET over TCP, as a browser following the redirect would send it.
-fn get(address: SocketAddr, target: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("connect to the loopback listener");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(stream, "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status =
-        response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    (status, response)
 }
 
 fn v4(pending: &PendingSignIn) -> SocketAddr {
@@ -294,20 +283,6 @@ fn cancel_wakes_the_wait_and_releases_the_port() {
         assert!(port_released(address), "{address} still bound after cancel");
     }
     canceller.cancel(); // after the end: harmless
-}
-
-/// The listener's sockets close on a helper thread right after the wait ends; give it a moment.
-fn port_released(address: SocketAddr) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if TcpListener::bind(address).is_ok() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! install, never a skipped test.
 #![allow(dead_code)]
 
+pub mod loopback;
 pub mod site;
 
 use std::io::{Read, Write};
