@@ -686,6 +686,34 @@ fn starttls_missing_means_no_authentication() {
     assert!(d.fix.contains("587"), "{}", d.fix);
 }
 
+/// Sends the test message to `endpoint` as MAILBOX, which must fail; the error and how long
+/// it took.
+fn send_until_refused(
+    endpoint: &ServerEndpoint,
+    trust: &Trust,
+    token: &AccessToken,
+    timeout: Duration,
+) -> (SmtpError, Duration) {
+    let started = Instant::now();
+    let message = message(MAILBOX, MAILBOX);
+    let error = send_test_message(endpoint, trust, MAILBOX, token, &message, timeout)
+        .expect_err("the server never lets the send finish");
+    (error, started.elapsed())
+}
+
+/// Opens MAILBOX's INBOX at `endpoint`, which must fail; the error and how long it took.
+fn check_until_refused(
+    endpoint: &ServerEndpoint,
+    trust: &Trust,
+    token: &AccessToken,
+    timeout: Duration,
+) -> (ImapError, Duration) {
+    let started = Instant::now();
+    let error = check_inbox(endpoint, trust, MAILBOX, token, timeout)
+        .expect_err("the server never lets the check finish");
+    (error, started.elapsed())
+}
+
 /// A server on 127.0.0.1 that accepts one connection and says nothing for 4 s.
 fn silent_server() -> (u16, thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -706,11 +734,7 @@ fn smtp_server_that_never_answers_times_out() {
     let endpoint = ServerEndpoint { host: "127.0.0.1".into(), port, security: Security::StartTls };
     let timeout = Duration::from_secs(1);
 
-    let started = Instant::now();
-    let message = message(MAILBOX, MAILBOX);
-    let error = send_test_message(&endpoint, &trust, MAILBOX, &token, &message, timeout)
-        .expect_err("silent server");
-    let elapsed = started.elapsed();
+    let (error, elapsed) = send_until_refused(&endpoint, &trust, &token, timeout);
     holder.join().expect("holder");
 
     assert!(elapsed >= timeout && elapsed < Duration::from_secs(3), "took {elapsed:?}");
@@ -985,9 +1009,7 @@ fn imap_server_that_never_answers_times_out() {
     let endpoint = ServerEndpoint { host: "127.0.0.1".into(), port, security: Security::Tls };
     let timeout = Duration::from_secs(1);
 
-    let started = Instant::now();
-    let error = check_inbox(&endpoint, &trust, MAILBOX, &token, timeout).expect_err("silent");
-    let elapsed = started.elapsed();
+    let (error, elapsed) = check_until_refused(&endpoint, &trust, &token, timeout);
     holder.join().expect("holder");
 
     assert!(elapsed >= timeout && elapsed < Duration::from_secs(3), "took {elapsed:?}");
@@ -1406,12 +1428,7 @@ fn f3_smtp_server_trickling_its_greeting_times_out_at_the_step_deadline() {
     let port = server.endpoint.port;
     let timeout = Duration::from_secs(1);
 
-    let started = Instant::now();
-    let message = message(MAILBOX, MAILBOX);
-    let error =
-        send_test_message(&server.endpoint, &pki.trust(), MAILBOX, &token, &message, timeout)
-            .expect_err("a trickled greeting never completes");
-    let elapsed = started.elapsed();
+    let (error, elapsed) = send_until_refused(&server.endpoint, &pki.trust(), &token, timeout);
     let received = server.received();
 
     assert!(elapsed >= timeout && elapsed < 3 * timeout, "took {elapsed:?}");
@@ -1447,12 +1464,7 @@ fn f3_smtp_server_trickling_after_tls_times_out_in_that_step() {
     });
     let timeout = Duration::from_secs(1);
 
-    let started = Instant::now();
-    let message = message(MAILBOX, MAILBOX);
-    let error =
-        send_test_message(&server.endpoint, &pki.trust(), MAILBOX, &token, &message, timeout)
-            .expect_err("a trickled EHLO reply never completes");
-    let elapsed = started.elapsed();
+    let (error, elapsed) = send_until_refused(&server.endpoint, &pki.trust(), &token, timeout);
     server.received();
 
     assert!(elapsed >= timeout && elapsed < 3 * timeout, "took {elapsed:?}");
@@ -1480,10 +1492,7 @@ fn f3_imap_server_trickling_its_plain_greeting_times_out_at_the_step_deadline() 
     let port = server.endpoint.port;
     let timeout = Duration::from_secs(1);
 
-    let started = Instant::now();
-    let error = check_inbox(&server.endpoint, &pki.trust(), MAILBOX, &token, timeout)
-        .expect_err("a trickled greeting never completes");
-    let elapsed = started.elapsed();
+    let (error, elapsed) = check_until_refused(&server.endpoint, &pki.trust(), &token, timeout);
     server.received();
 
     assert!(elapsed >= timeout && elapsed < 3 * timeout, "took {elapsed:?}");
@@ -1517,10 +1526,7 @@ fn f3_imap_server_trickling_its_select_answer_over_tls_times_out_in_select() {
     });
     let timeout = Duration::from_secs(1);
 
-    let started = Instant::now();
-    let error = check_inbox(&server.endpoint, &pki.trust(), MAILBOX, &token, timeout)
-        .expect_err("a trickled SELECT answer never completes");
-    let elapsed = started.elapsed();
+    let (error, elapsed) = check_until_refused(&server.endpoint, &pki.trust(), &token, timeout);
     server.received();
 
     assert!(elapsed >= timeout && elapsed < 3 * timeout, "took {elapsed:?}");
@@ -1543,12 +1549,7 @@ fn f3_smtp_greeting_flooding_continuation_lines_is_a_reply_too_long() {
     });
     let port = server.endpoint.port;
 
-    let started = Instant::now();
-    let message = message(MAILBOX, MAILBOX);
-    let error =
-        send_test_message(&server.endpoint, &pki.trust(), MAILBOX, &token, &message, TIMEOUT)
-            .expect_err("the greeting never ends");
-    let elapsed = started.elapsed();
+    let (error, elapsed) = send_until_refused(&server.endpoint, &pki.trust(), &token, TIMEOUT);
     server.received();
 
     assert!(
@@ -1609,10 +1610,7 @@ fn f3_imap_flood_of_untagged_lines_during_select_is_a_reply_too_long() {
         flood(peer, "* 1 EXISTS\r\n".repeat(512).as_bytes());
     });
 
-    let started = Instant::now();
-    let error = check_inbox(&server.endpoint, &pki.trust(), MAILBOX, &token, TIMEOUT)
-        .expect_err("the SELECT answer never ends");
-    let elapsed = started.elapsed();
+    let (error, elapsed) = check_until_refused(&server.endpoint, &pki.trust(), &token, TIMEOUT);
     server.received();
 
     assert!(elapsed < Duration::from_secs(3), "ended at the size limit: {elapsed:?}");
